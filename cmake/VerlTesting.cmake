@@ -1,0 +1,104 @@
+# Functions that register verl-cpp's tests, examples and benchmarks with CTest.
+#
+# Test tiers (see docs/architecture.md):
+#   static  tests/static/*.cpp   compiling is passing: static_asserts over concepts and batch types
+#   fail    tests/fail/*.cpp     must NOT compile; the diagnostic must match the regex on the file's first
+#                                line (`// expect: <regex>`); the same file with -DVERL_FAIL_TWIN=1 (its
+#                                positive twin) must compile
+#   unit    tests/unit/<area>/   Catch2 executables, one per area, sharing one precompiled header
+#
+# static and fail tests run the compiler directly with -fsyntax-only (not through the build tool), so CTest
+# can run them in parallel. Their flags come from the response file written below, which holds the include
+# directories and definitions that a consumer of verl::verl compiles with.
+
+include_guard(GLOBAL)
+
+if(VERL_BUILD_TESTS)
+  find_package(Catch2 2.13 REQUIRED)
+  list(APPEND CMAKE_MODULE_PATH "${Catch2_DIR}")  # Catch2 v2 ships Catch.cmake beside its package file
+  include(Catch)
+endif()
+
+set(VERL_SYNTAX_FLAGS_FILE "${PROJECT_BINARY_DIR}/verl_syntax_flags.rsp")
+
+function(_verl_write_syntax_flags)
+  if(TARGET verl_syntax_flags_probe)
+    return()
+  endif()
+  # A target that consumes verl::verl exactly as a user would; its transitive usage requirements are the
+  # flags the syntax-only compilations need.
+  add_library(verl_syntax_flags_probe OBJECT EXCLUDE_FROM_ALL "${PROJECT_SOURCE_DIR}/tests/support/empty.cpp")
+  target_link_libraries(verl_syntax_flags_probe PRIVATE verl::verl)
+  set(_inc "$<TARGET_PROPERTY:verl_syntax_flags_probe,INCLUDE_DIRECTORIES>")
+  set(_def "$<TARGET_PROPERTY:verl_syntax_flags_probe,COMPILE_DEFINITIONS>")
+  set(_opt "$<TARGET_PROPERTY:verl_syntax_flags_probe,COMPILE_OPTIONS>")
+  file(GENERATE OUTPUT "${VERL_SYNTAX_FLAGS_FILE}" CONTENT
+"-std=c++20
+$<$<BOOL:${_inc}>:-isystem\"$<JOIN:${_inc},\"\n-isystem\">\"\n>$<$<BOOL:${_def}>:-D$<JOIN:${_def},\n-D>\n>$<$<BOOL:${_opt}>:$<JOIN:${_opt},\n>\n>")
+endfunction()
+
+# verl_add_static_test(<file>): a CTest entry `static.<name>` that passes when <file> compiles.
+function(verl_add_static_test file)
+  _verl_write_syntax_flags()
+  get_filename_component(name "${file}" NAME_WE)
+  add_test(NAME "static.${name}"
+           COMMAND "${CMAKE_CXX_COMPILER}" "@${VERL_SYNTAX_FLAGS_FILE}" -I "${PROJECT_SOURCE_DIR}/include"
+                   -fsyntax-only "${file}")
+  set_tests_properties("static.${name}" PROPERTIES LABELS "static")
+endfunction()
+
+# verl_add_fail_test(<file>): `fail.<name>` passes when <file> fails to compile with a diagnostic matching
+# the regex on its first line; `fail.<name>.twin` passes when it compiles with -DVERL_FAIL_TWIN=1.
+function(verl_add_fail_test file)
+  _verl_write_syntax_flags()
+  get_filename_component(name "${file}" NAME_WE)
+  file(STRINGS "${file}" first_line LIMIT_COUNT 1)
+  if(NOT first_line MATCHES "^// expect: (.+)$")
+    message(FATAL_ERROR "${file}: the first line must be `// expect: <regex of the diagnostic>`")
+  endif()
+  set(regex "${CMAKE_MATCH_1}")
+  set(compile "${CMAKE_CXX_COMPILER}" "@${VERL_SYNTAX_FLAGS_FILE}" -I "${PROJECT_SOURCE_DIR}/include"
+              -fsyntax-only -fdiagnostics-color=never)
+  add_test(NAME "fail.${name}" COMMAND ${compile} "${file}")
+  # Passing on the regex alone would accept a file that compiles but prints a matching warning.
+  set_tests_properties("fail.${name}" PROPERTIES LABELS "fail" WILL_FAIL FALSE
+                       PASS_REGULAR_EXPRESSION "${regex}")
+  add_test(NAME "fail.${name}.twin" COMMAND ${compile} -DVERL_FAIL_TWIN=1 "${file}")
+  set_tests_properties("fail.${name}.twin" PROPERTIES LABELS "fail")
+endfunction()
+
+# The precompiled header shared by every unit-test executable lives on the Catch2 main library.
+function(_verl_make_test_main)
+  if(TARGET verl_test_main)
+    return()
+  endif()
+  add_library(verl_test_main STATIC "${PROJECT_SOURCE_DIR}/tests/support/catch_main.cpp")
+  target_link_libraries(verl_test_main PUBLIC verl::verl Catch2::Catch2)
+  target_precompile_headers(verl_test_main PRIVATE "${PROJECT_SOURCE_DIR}/tests/support/test_pch.hpp")
+  # The PCH already holds catch.hpp without CATCH_CONFIG_MAIN, which would hide Catch2's implementation.
+  set_source_files_properties("${PROJECT_SOURCE_DIR}/tests/support/catch_main.cpp"
+                              PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
+endfunction()
+
+# verl_add_unit_tests(<target> LABELS <labels...> SOURCES <files...>): one Catch2 executable; each
+# TEST_CASE becomes a CTest entry carrying <labels>.
+function(verl_add_unit_tests target)
+  cmake_parse_arguments(ARG "" "" "LABELS;SOURCES" ${ARGN})
+  _verl_make_test_main()
+  add_executable(${target} ${ARG_SOURCES})
+  target_link_libraries(${target} PRIVATE verl_test_main)
+  target_include_directories(${target} PRIVATE "${PROJECT_SOURCE_DIR}/tests/support")
+  target_precompile_headers(${target} REUSE_FROM verl_test_main)
+  catch_discover_tests(${target} TEST_PREFIX "${target}." PROPERTIES LABELS "${ARG_LABELS}")
+endfunction()
+
+# verl_add_example(<name> REGEX <golden regex>): builds examples/<name>.cpp and runs it in CTest (label
+# `example`); the output must match the golden regex.
+function(verl_add_example name)
+  cmake_parse_arguments(ARG "" "REGEX" "" ${ARGN})
+  set(target "verl_example_${name}")
+  add_executable(${target} "${name}.cpp")
+  target_link_libraries(${target} PRIVATE verl::verl)
+  add_test(NAME "example.${name}" COMMAND ${target})
+  set_tests_properties("example.${name}" PROPERTIES LABELS "example" PASS_REGULAR_EXPRESSION "${ARG_REGEX}")
+endfunction()

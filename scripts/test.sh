@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds everything (library tests, examples, benchmarks, the package consumer)
+# and runs the whole suite with CTest. Extra arguments go to ctest, e.g. `./scripts/test.sh -L algos`.
+#
+# Environment: VERL_BUILD_DIR (default <repo>/build), VERL_JOBS (default: number of cores).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${VERL_BUILD_DIR:-$repo/build}
+jobs=${VERL_JOBS:-$(nproc)}
+start=$(date +%s)
+
+"$repo/scripts/setup.sh"
+cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build "$build" --parallel "$jobs"
+ctest --test-dir "$build" --output-on-failure --parallel "$jobs" "$@"
+echo "[verl test] total $(( $(date +%s) - start )) s"
