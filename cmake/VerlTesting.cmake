@@ -72,7 +72,8 @@ function(_verl_make_test_main)
   if(TARGET verl_test_main)
     return()
   endif()
-  add_library(verl_test_main STATIC "${PROJECT_SOURCE_DIR}/tests/support/catch_main.cpp")
+  add_library(verl_test_main STATIC "${PROJECT_SOURCE_DIR}/tests/support/catch_main.cpp"
+                                    "${PROJECT_SOURCE_DIR}/tests/support/pch_anchor.cpp")
   target_link_libraries(verl_test_main PUBLIC verl::verl Catch2::Catch2)
   target_precompile_headers(verl_test_main PRIVATE "${PROJECT_SOURCE_DIR}/tests/support/test_pch.hpp")
   # The PCH already holds catch.hpp without CATCH_CONFIG_MAIN, which would hide Catch2's implementation.

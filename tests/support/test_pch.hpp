@@ -1,6 +1,7 @@
-// Precompiled header for the unit-test executables: the heavy headers every test TU includes.
+// Precompiled header for the unit-test executables, and the one header a test includes for Catch2:
+// `#include "catch_torch.hpp"`.
 #pragma once
-#include <catch2/catch.hpp>
-#include <torch/types.h>
+#include "catch_torch.hpp"
+
 #include <boost/hana.hpp>
 #include <range/v3/view.hpp>

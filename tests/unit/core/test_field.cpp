@@ -2,7 +2,7 @@
 #include "verl/core/field.hpp"
 #include "verl/core/fields.hpp"
 
-#include <catch2/catch.hpp>
+#include "catch_torch.hpp"
 
 namespace {
 struct my_score : verl::field<"my_score", verl::FieldLayout::sequence> {};
