@@ -29,7 +29,8 @@ function(_verl_write_syntax_flags)
   # flags the syntax-only compilations need.
   add_library(verl_syntax_flags_probe OBJECT EXCLUDE_FROM_ALL "${PROJECT_SOURCE_DIR}/tests/support/empty.cpp")
   target_link_libraries(verl_syntax_flags_probe PRIVATE verl::verl)
-  set(_inc "$<TARGET_PROPERTY:verl_syntax_flags_probe,INCLUDE_DIRECTORIES>")
+  # /usr/include must not be passed with -isystem: it would break libstdc++'s #include_next.
+  set(_inc "$<REMOVE_DUPLICATES:$<FILTER:$<TARGET_PROPERTY:verl_syntax_flags_probe,INCLUDE_DIRECTORIES>,EXCLUDE,^/usr/include/?$>>")
   set(_def "$<TARGET_PROPERTY:verl_syntax_flags_probe,COMPILE_DEFINITIONS>")
   set(_opt "$<TARGET_PROPERTY:verl_syntax_flags_probe,COMPILE_OPTIONS>")
   file(GENERATE OUTPUT "${VERL_SYNTAX_FLAGS_FILE}" CONTENT

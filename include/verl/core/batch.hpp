@@ -18,10 +18,12 @@
 #include "verl/core/field.hpp"
 #include "verl/core/item_info.hpp"
 
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/cat.h>
-#include <ATen/ops/randperm.h>
+// The operator declarations (*_ops.h) rather than the at:: function headers (ATen/ops/cat.h): the latter
+// pull in ATen/Context.h and cost ~6 s more per translation unit.
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/cat_ops.h>
+#include <ATen/ops/randperm_ops.h>
 
 #include <boost/hana/contains.hpp>
 #include <boost/hana/filter.hpp>
@@ -276,8 +278,10 @@ class Batch {
 
   //! The items in a random order drawn from a CPU generator seeded with `seed` (deterministic).
   [[nodiscard]] Batch shuffle(std::uint64_t seed) const {
-    at::Generator generator = at::detail::createCPUGenerator(seed);
-    return index_select(at::randperm(size_, generator, at::TensorOptions().dtype(at::kLong)));
+    // The same draw as torch.randperm(size, generator=torch.Generator().manual_seed(seed)).
+    const at::Generator generator = at::detail::createCPUGenerator(seed);
+    return index_select(at::_ops::randperm_generator::call(size_, generator, at::kLong, at::kStrided, at::kCPU,
+                                                           /*pin_memory=*/false));
   }
 
   //! Each item repeated `times` times, consecutively (DataProto.repeat(times, interleave=True)):
@@ -422,7 +426,7 @@ template <class... Fields>
                                 " in the first; all but the leading dimension must agree");
       parts.push_back(t);
     }
-    tensors[field++] = at::cat(parts, 0);
+    tensors[field++] = at::_ops::cat::call(at::ITensorListRef(parts), /*dim=*/0);
   };
   (cat_field(std::type_identity<Fields>{}), ...);
 
