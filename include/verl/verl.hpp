@@ -16,3 +16,5 @@
 #include "verl/core/partition.hpp"
 
 #include "verl/concepts/concepts.hpp"
+
+#include "verl/dist/single_process_communicator.hpp"
