@@ -10,7 +10,11 @@ jobs=${VERL_JOBS:-$(nproc)}
 start=$(date +%s)
 
 "$repo/scripts/setup.sh"
+setup_done=$(date +%s)
 cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" --parallel "$jobs"
+build_done=$(date +%s)
 ctest --test-dir "$build" --output-on-failure --parallel "$jobs" "$@"
-echo "[verl test] total $(( $(date +%s) - start )) s"
+end=$(date +%s)
+echo "[verl test] set-up $((setup_done - start)) s, configure+build $((build_done - setup_done)) s," \
+     "ctest $((end - build_done)) s, total $((end - start)) s"
