@@ -43,7 +43,7 @@ function(verl_add_static_test file)
   _verl_write_syntax_flags()
   get_filename_component(name "${file}" NAME_WE)
   add_test(NAME "static.${name}"
-           COMMAND "${CMAKE_CXX_COMPILER}" "@${VERL_SYNTAX_FLAGS_FILE}" -I "${PROJECT_SOURCE_DIR}/include"
+           COMMAND "${CMAKE_CXX_COMPILER}" "@${VERL_SYNTAX_FLAGS_FILE}" -I "${PROJECT_SOURCE_DIR}/include" -I "${PROJECT_SOURCE_DIR}/tests/support"
                    -fsyntax-only "${file}")
   set_tests_properties("static.${name}" PROPERTIES LABELS "static")
 endfunction()
@@ -58,7 +58,7 @@ function(verl_add_fail_test file)
     message(FATAL_ERROR "${file}: the first line must be `// expect: <regex of the diagnostic>`")
   endif()
   set(regex "${CMAKE_MATCH_1}")
-  set(compile "${CMAKE_CXX_COMPILER}" "@${VERL_SYNTAX_FLAGS_FILE}" -I "${PROJECT_SOURCE_DIR}/include"
+  set(compile "${CMAKE_CXX_COMPILER}" "@${VERL_SYNTAX_FLAGS_FILE}" -I "${PROJECT_SOURCE_DIR}/include" -I "${PROJECT_SOURCE_DIR}/tests/support"
               -fsyntax-only -fdiagnostics-color=never)
   add_test(NAME "fail.${name}" COMMAND ${compile} "${file}")
   # Passing on the regex alone would accept a file that compiles but prints a matching warning.
