@@ -14,6 +14,9 @@
 
 #include "verl/core/errors.hpp"
 
+// Tensor methods (mul, add, ...) rather than operators: the operators live in <ATen/TensorOperators.h>, which
+// pulls in all of ATen/Functions.h (+9 s per translation unit).
+
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/rsqrt_ops.h>
 #include <ATen/ops/where_ops.h>
@@ -28,7 +31,7 @@ namespace verl::functional {
 [[nodiscard]] inline at::Tensor masked_sum(const at::Tensor& values, const at::Tensor& mask,
                                            at::OptionalIntArrayRef dims = std::nullopt) {
   const auto valid = at::_ops::where_ScalarOther::call(mask.to(at::kBool), values, 0.0);  // (...) 0 outside the mask
-  const auto weighted = valid * mask;                                                // (...)
+  const auto weighted = valid.mul(mask);                                              // (...)
   return dims.has_value() ? weighted.sum(*dims) : weighted.sum();
 }
 
@@ -36,14 +39,14 @@ namespace verl::functional {
 [[nodiscard]] inline at::Tensor masked_mean(const at::Tensor& values, const at::Tensor& mask,
                                             at::OptionalIntArrayRef dims = std::nullopt) {
   const auto count = dims.has_value() ? mask.sum(*dims) : mask.sum();
-  return masked_sum(values, mask, dims) / (count + 1e-8);
+  return masked_sum(values, mask, dims).div(count.add(1e-8));
 }
 
 //! Variance of `values` over all elements selected by `mask`; with `unbiased`, Bessel-corrected.
 //! \throws InputError when `unbiased` and the mask selects no element or exactly one (verl raises ValueError).
 [[nodiscard]] inline at::Tensor masked_var(const at::Tensor& values, const at::Tensor& mask, bool unbiased = true) {
   const auto mean = masked_mean(values, mask);                          // ()
-  const auto centered = values - mean;                                  // (...)
+  const auto centered = values.sub(mean);                                // (...)
   auto variance = masked_mean(centered.pow(2), mask);                   // ()
   if (unbiased) {
     const auto mask_sum = mask.sum();                                   // ()
@@ -52,7 +55,7 @@ namespace verl::functional {
                               "one element of the mask must be 1");
     detail::check<InputError>(count != 1.0, "verl::functional::masked_var: the mask selects exactly one element, "
                               "so the unbiased variance divides by zero; use a larger (mini-)batch");
-    variance = variance * (mask_sum / (mask_sum - 1));
+    variance = variance.mul(mask_sum.div(mask_sum.sub(1)));
   }
   return variance;
 }
@@ -62,7 +65,7 @@ namespace verl::functional {
 [[nodiscard]] inline at::Tensor masked_whiten(const at::Tensor& values, const at::Tensor& mask, bool shift_mean = true) {
   const auto mean = masked_mean(values, mask);                                        // ()
   const auto var = masked_var(values, mask);                                          // ()
-  auto whitened = (values - mean) * at::_ops::rsqrt::call(var + 1e-8);                // (...)
+  auto whitened = values.sub(mean).mul(at::_ops::rsqrt::call(var.add(1e-8)));              // (...)
   if (!shift_mean) whitened.add_(mean);  // in place, as verl's `+=`: keeps whitened's dtype
   return whitened;
 }
