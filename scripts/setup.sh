@@ -44,7 +44,7 @@ if [ -f "$stamp" ] || { [ -f "$fallback_stamp" ] && [ "${VERL_TORCH_FALLBACK:-0}
 fi
 
 use_fallback() {
-  log "falling back to Debian's libtorch-dev 1.13 with OpenBLAS (PyPI's torch could not be installed)"
+  log "falling back to Debian's libtorch-dev 1.13 with OpenBLAS (requested with VERL_TORCH_FALLBACK=1, or PyPI's torch could not be installed)"
   # shellcheck disable=SC2086
   install_debian_packages $VERL_DEBIAN_TORCH_FALLBACK
   mkdir -p "$venv" && touch "$fallback_stamp"

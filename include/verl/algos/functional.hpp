@@ -29,7 +29,7 @@ namespace verl::functional {
 //! Sum of `values` where `mask` is nonzero, over `dims` (all elements when empty).
 //! \param values (...) floating tensor; \param mask same shape, bool/integer/floating.
 [[nodiscard]] inline at::Tensor masked_sum(const at::Tensor& values, const at::Tensor& mask,
-                                           at::OptionalIntArrayRef dims = std::nullopt) {
+                                           at::OptionalIntArrayRef dims = {}) {
   const auto valid = at::_ops::where_ScalarOther::call(mask.to(at::kBool), values, 0.0);  // (...) 0 outside the mask
   const auto weighted = valid.mul(mask);                                              // (...)
   return dims.has_value() ? weighted.sum(*dims) : weighted.sum();
@@ -37,7 +37,7 @@ namespace verl::functional {
 
 //! Mean of `values` over the elements selected by `mask` (along `dims`, or all): masked_sum / (count + 1e-8).
 [[nodiscard]] inline at::Tensor masked_mean(const at::Tensor& values, const at::Tensor& mask,
-                                            at::OptionalIntArrayRef dims = std::nullopt) {
+                                            at::OptionalIntArrayRef dims = {}) {
   const auto count = dims.has_value() ? mask.sum(*dims) : mask.sum();
   return masked_sum(values, mask, dims).div(count.add(1e-8));
 }

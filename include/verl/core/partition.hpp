@@ -444,7 +444,7 @@ inline void refine_partitions(std::span<const int64_t> seqlens, Partitions& part
                             " and dtype ", seqlens.scalar_type(),
                             ", expected a 1-D integer tensor of sequence lengths (n,)");
   const auto host = seqlens.to(at::kCPU, at::kLong).contiguous();  // (n,) int64
-  return balanced_permutation(std::span<const int64_t>(host.const_data_ptr<int64_t>(), host.numel()), k_partitions);
+  return balanced_permutation(std::span<const int64_t>(host.data_ptr<int64_t>(), host.numel()), k_partitions);
 }
 
 }  // namespace verl
