@@ -56,7 +56,8 @@ concept ComputesAdvantages = requires(const E& e, const AdvantageInputs& in) {
 //!   3. ComputesAdvantages<E>: `compute(const AdvantageInputs&) const` (or static) -> AdvantageOutput.
 //!
 //! Laws (not checked by the compiler):
-//!   - advantages and returns are (B,R), finite, and 0 where response_mask is 0;
+//!   - advantages and returns are (B,R) and finite where response_mask is 1; what they hold where it is 0 is
+//!     unspecified (verl's GAE whitens without re-masking), so every consumer masks them;
 //!   - compute() reads `values` only if needs_critic and `index` only if needs_groups, and may assume they
 //!     are set when it declares them (trainers guarantee it);
 //!   - pure: no autograd history (inputs are detached; call under no-grad), same inputs give the same output;

@@ -82,18 +82,15 @@ inline void check_like(const at::Tensor& t, const at::Tensor& like, std::string_
 // ---------------------------------------------------------------------------------------------------------
 // Advantage estimation.
 
-//! What an AdvantageEstimator reads. Which optional members it needs is declared by its flags
-//! (`needs_critic`: values; `needs_groups`: index).
+//! What an AdvantageEstimator reads: data only. Its settings (gamma, lambda, epsilon, std normalisation)
+//! are members of the estimator type (e.g. verl::estimators::GAE{gamma, lam}), fixed for a run. Which optional
+//! members it needs is declared by its flags (`needs_critic`: values; `needs_groups`: index).
 struct AdvantageInputs {
   at::Tensor token_level_rewards;            // (B,R) float, rewards after any KL penalty
   at::Tensor response_mask;                  // (B,R) 0/1, 1 on tokens that count
   std::optional<at::Tensor> values;          // (B,R) float, critic values (GAE)
   std::optional<at::Tensor> index;           // (B,) int64, group id: items sampled from one prompt share it
   std::optional<at::Tensor> reward_baselines;  // (B,) float, e.g. ReMax's greedy-response reward
-  double gamma = 1.0;                        //!< discount (GAE, REINFORCE++)
-  double lam = 1.0;                          //!< GAE's lambda
-  double epsilon = 1e-6;                     //!< added to group std before dividing (GRPO)
-  bool norm_adv_by_std_in_grpo = true;       //!< GRPO divides by the group std; false = Dr. GRPO
 
   //! Throws verl::ShapeError unless rewards and mask are (B,R) of one shape, values (if any) match them and
   //! index (if any) is (B,).
@@ -115,7 +112,7 @@ struct AdvantageInputs {
 
 //! What an AdvantageEstimator returns.
 struct AdvantageOutput {
-  at::Tensor advantages;  // (B,R) float, 0 where response_mask is 0
+  at::Tensor advantages;  // (B,R) float; masked positions are unspecified (verl's whitened GAE leaves them nonzero)
   at::Tensor returns;     // (B,R) float, the critic's regression target (= advantages for critic-free estimators)
 };
 
