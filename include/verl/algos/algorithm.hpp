@@ -145,6 +145,18 @@ struct find_property<Kind, Default, P, Ps...> {
                                   typename find_property<Kind, Default, Ps...>::type>;
 };
 
+// Runtime defaults a preset may recommend (verl's actor.clip_ratio_low/high, default 0.2 each).
+template <class D>
+consteval double clip_ratio_low_of() {
+  if constexpr (requires { D::clip_ratio_low; }) return D::clip_ratio_low;
+  else return 0.2;
+}
+template <class D>
+consteval double clip_ratio_high_of() {
+  if constexpr (requires { D::clip_ratio_high; }) return D::clip_ratio_high;
+  else return 0.2;
+}
+
 }  // namespace detail
 
 //! An RL algorithm assembled from `Defaults` (a struct of default properties, see ppo_defaults) overridden
@@ -183,6 +195,10 @@ struct RLAlgorithm {
   static constexpr LossAggMode loss_agg_mode = loss_agg_property::value;
   static constexpr double entropy_coeff = entropy_property::value;
   static constexpr bool kl_in_reward = kl::in_reward;
+  //! Recommended starting values of the runtime clip range (DAPO's clip-higher raises the upper one); trainers
+  //! initialise their configuration from these, and users may change them without recompiling.
+  static constexpr double clip_ratio_low = detail::clip_ratio_low_of<Defaults>();
+  static constexpr double clip_ratio_high = detail::clip_ratio_high_of<Defaults>();
   static constexpr bool kl_as_loss = kl::as_loss;
 
   //! A critic is trained and queried iff the estimator reads values (GAE does; GRPO, RLOO, ... do not).
