@@ -6,7 +6,7 @@
 //! {advantages, returns}, and reproduces verl's arithmetic operation by operation, so that on CPU the
 //! results are bit-identical to verl's (tests/unit/algos/test_advantages.cpp checks it against golden vectors
 //! written by verl itself). verl 0.7.0 and 0.7.1 differ only in the optimal token baseline (absent from 0.7.0)
-//! among these functions; docs/algorithms_advantages.md has the formulas, edge cases and differences.
+//! among these functions; docs/algorithms.md has the formulas, edge cases and differences.
 //!
 //! Shapes: B = batch size, T = response length. Group ids: verl takes a numpy array of uid strings; here
 //! `index` is a (B,) integer tensor, and items with equal ids form a group.

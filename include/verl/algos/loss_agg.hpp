@@ -5,7 +5,7 @@
 //! depend on the data-parallel size.
 //!
 //! Reference: verl 0.7.1 (PyPI), verl/trainer/ppo/core_algos.py, `agg_loss`. This function DIFFERS between
-//! verl 0.7.0 and 0.7.1 (see docs/algorithms_losses.md#agg_loss): 0.7.1 raises when dp_size > 1 and the
+//! verl 0.7.0 and 0.7.1 (see docs/algorithms.md#agg_loss): 0.7.1 raises when dp_size > 1 and the
 //! global normaliser is missing, and "seq-mean-token-sum-norm" became "seq-mean-token-sum" divided by
 //! loss_scale_factor (0.7.0 summed over all sequences without dividing by the number of sequences).
 
