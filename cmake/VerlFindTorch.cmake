@@ -7,6 +7,7 @@
 # Outputs: VERL_TORCH_TARGETS (what verl::verl links), VERL_WITH_CUDA (option),
 #          VERL_TORCH_VERSION_PINNED (from scripts/dependencies.env).
 include_guard(GLOBAL)
+include("${CMAKE_CURRENT_LIST_DIR}/verlPinTorchLibraries.cmake")
 
 file(STRINGS "${CMAKE_CURRENT_LIST_DIR}/../scripts/dependencies.env" _verl_pin REGEX "^VERL_TORCH_VERSION=")
 string(REGEX REPLACE "^VERL_TORCH_VERSION=" "" VERL_TORCH_VERSION_PINNED "${_verl_pin}")
@@ -22,6 +23,7 @@ if(NOT Torch_DIR AND NOT DEFINED ENV{Torch_DIR})
     list(GET _verl_torch_dirs 0 _verl_torch_dir)
     get_filename_component(_verl_torch_dir "${_verl_torch_dir}" ABSOLUTE)
     set(Torch_DIR "${_verl_torch_dir}" CACHE PATH "LibTorch's CMake package directory")
+    verl_pin_torch_libraries("${_verl_torch_dir}")
   endif()
 endif()
 

@@ -77,7 +77,8 @@ function(_verl_make_test_main)
                                     "${PROJECT_SOURCE_DIR}/tests/support/pch_anchor.cpp")
   target_link_libraries(verl_test_main PUBLIC verl::verl Catch2::Catch2)
   # Where tests/support/golden.hpp finds the committed golden vectors.
-  target_compile_definitions(verl_test_main PUBLIC VERL_GOLDEN_DIR="${PROJECT_SOURCE_DIR}/tests/golden")
+  target_compile_definitions(verl_test_main PUBLIC VERL_GOLDEN_DIR="${PROJECT_SOURCE_DIR}/tests/golden"
+                                                   VERL_PROJECT_VERSION="${PROJECT_VERSION}")
   target_precompile_headers(verl_test_main PRIVATE "${PROJECT_SOURCE_DIR}/tests/support/test_pch.hpp")
   # The PCH already holds catch.hpp without CATCH_CONFIG_MAIN, which would hide Catch2's implementation.
   set_source_files_properties("${PROJECT_SOURCE_DIR}/tests/support/catch_main.cpp"

@@ -1,6 +1,6 @@
 #pragma once
 //! \file
-//! verl-cpp's version (kept equal to project(VERSION) in CMakeLists.txt; tests/unit/core/test_version.cpp checks).
+//! verl-cpp's version, kept equal to project(VERSION) in CMakeLists.txt (tests/unit/core/test_version.cpp checks).
 
 #define VERL_VERSION_MAJOR 0
 #define VERL_VERSION_MINOR 1

@@ -1,6 +1,7 @@
 // verl/algos/preference.hpp: the offline algorithm types carry their needs at compile time (compiling is
 // passing).
 #include "algorithm_test_types.hpp"
+#include "verl/algos/pref/pref.hpp"
 #include "verl/algos/preference.hpp"
 
 using namespace verl;
