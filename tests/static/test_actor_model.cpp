@@ -1,6 +1,7 @@
 // Static tests of verl::ReferenceModel and verl::ActorModel and their pieces
 // (include/verl/concepts/reference_model.hpp, include/verl/concepts/actor_model.hpp). Compiling is passing.
 #include "verl/concepts/actor_model.hpp"
+#include "verl/concepts/has_parameters.hpp"
 
 #include <vector>
 

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,20 @@ inline std::map<std::string, at::Tensor> golden_tensors(const nlohmann::json& j,
 }
 
 }  // namespace detail
+
+//! Same dtype, same shape and every element equal, NaN matching NaN: the reference's bits, not merely close.
+inline bool bit_identical(const at::Tensor& got, const at::Tensor& want) {
+  if (got.scalar_type() != want.scalar_type() || got.sizes() != want.sizes()) return false;
+  const auto both_nan = got.isnan().logical_and(want.isnan());
+  return got.eq(want).logical_or(both_nan).all().item<bool>();
+}
+
+//! "<case name>\n got  <tensor>\n want <tensor>", for INFO() next to a failed comparison.
+inline std::string describe(const GoldenCase& c, const at::Tensor& got, const at::Tensor& want) {
+  std::ostringstream out;
+  out << c.name << "\n got  " << got << "\n want " << want;
+  return out.str();
+}
 
 //! Loads tests/golden/<relative_path>. \throws verl::InputError naming the file when it is missing or malformed.
 inline GoldenFile load_golden(const std::string& relative_path) {

@@ -10,27 +10,16 @@
 
 using namespace verl::core_algos;
 using verl::test::GoldenCase;
+using verl::test::describe;
 
 namespace {
 
-//! Same dtype, shape, and every element equal (NaN matching NaN): verl's bits, not merely close.
-bool identical(const at::Tensor& got, const at::Tensor& want) {
-  if (got.scalar_type() != want.scalar_type() || got.sizes() != want.sizes()) return false;
-  const auto both_nan = got.isnan() & want.isnan();
-  return (got.eq(want) | both_nan).all().item<bool>();
-}
-
-std::string describe(const GoldenCase& c, const at::Tensor& got, const at::Tensor& want) {
-  std::ostringstream out;
-  out << c.name << "\n got  " << got << "\n want " << want;
-  return out.str();
-}
 
 void check_outputs(const GoldenCase& c, const verl::AdvantageOutput& out) {
   INFO(describe(c, out.advantages, c.output("advantages")));
-  CHECK(identical(out.advantages, c.output("advantages")));
+  CHECK(verl::test::bit_identical(out.advantages, c.output("advantages")));
   INFO(describe(c, out.returns, c.output("returns")));
-  CHECK(identical(out.returns, c.output("returns")));
+  CHECK(verl::test::bit_identical(out.returns, c.output("returns")));
 }
 
 //! Runs `call` on every case of tests/golden/advantages/<file>.json: exact match, or a throw of `E` where verl
@@ -76,8 +65,8 @@ TEST_CASE("GAE's generic tensor path equals the CPU kernel", "[algos][advantages
     const auto adv = verl::core_algos::detail::gae_generic(c.input("token_level_rewards"), c.input("values"), c.input("response_mask"),
                                          cfg(c, "gamma"), cfg(c, "lam"));
     const auto whitened = verl::functional::masked_whiten(adv, c.input("response_mask"));
-    CHECK(identical(whitened, c.output("advantages")));
-    CHECK(identical(adv + c.input("values"), c.output("returns")));
+    CHECK(verl::test::bit_identical(whitened, c.output("advantages")));
+    CHECK(verl::test::bit_identical(adv + c.input("values"), c.output("returns")));
   }
 }
 
@@ -92,7 +81,7 @@ TEST_CASE("REINFORCE++ matches verl 0.7.1 bit for bit", "[algos][advantages][gol
   for (const auto& c : golden.cases) {
     if (c.config.contains("raises")) continue;
     INFO(c.name);
-    CHECK(identical(verl::core_algos::detail::reinforce_pp_generic(c.input("token_level_rewards"), c.input("response_mask"),
+    CHECK(verl::test::bit_identical(verl::core_algos::detail::reinforce_pp_generic(c.input("token_level_rewards"), c.input("response_mask"),
                                                  cfg(c, "gamma")),
                     c.output("returns")));
   }
@@ -341,13 +330,13 @@ TEST_CASE("verl::estimators policies satisfy AdvantageEstimator and call the ker
   verl::AdvantageInputs in{.token_level_rewards = x.rewards, .response_mask = x.mask, .values = x.values,
                            .index = x.index, .reward_baselines = torch::zeros({12})};
   in.validate();
-  CHECK(identical(verl::estimators::GAE{.gamma = 0.9, .lam = 0.8}.compute(in).advantages,
+  CHECK(verl::test::bit_identical(verl::estimators::GAE{.gamma = 0.9, .lam = 0.8}.compute(in).advantages,
                   compute_gae_advantage_return(x.rewards, x.values, x.mask, 0.9, 0.8).advantages));
-  CHECK(identical(verl::estimators::GRPO{.norm_adv_by_std_in_grpo = false}.compute(in).advantages,
+  CHECK(verl::test::bit_identical(verl::estimators::GRPO{.norm_adv_by_std_in_grpo = false}.compute(in).advantages,
                   compute_grpo_outcome_advantage(x.rewards, x.mask, x.index, 1e-6, false).advantages));
-  CHECK(identical(verl::estimators::RLOO{}.compute(in).advantages,
+  CHECK(verl::test::bit_identical(verl::estimators::RLOO{}.compute(in).advantages,
                   compute_rloo_outcome_advantage(x.rewards, x.mask, x.index).advantages));
-  CHECK(identical(verl::estimators::ReinforcePlusPlus{.gamma = 0.5}.compute(in).returns,
+  CHECK(verl::test::bit_identical(verl::estimators::ReinforcePlusPlus{.gamma = 0.5}.compute(in).returns,
                   compute_reinforce_plus_plus_outcome_advantage(x.rewards, x.mask, {.gamma = 0.5}).returns));
   CHECK(verl::estimators::ReMax{}.compute(in).advantages.sizes() == x.rewards.sizes());
   CHECK(verl::estimators::OPO{}.compute(in).advantages.sizes() == x.rewards.sizes());

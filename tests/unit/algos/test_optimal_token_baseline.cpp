@@ -13,21 +13,10 @@
 
 using namespace verl::core_algos;
 using verl::test::GoldenCase;
+using verl::test::describe;
 
 namespace {
 
-//! Same dtype, shape, and every element equal (NaN matching NaN): verl's bits, not merely close.
-bool identical(const at::Tensor& got, const at::Tensor& want) {
-  if (got.scalar_type() != want.scalar_type() || got.sizes() != want.sizes()) return false;
-  const auto both_nan = got.isnan() & want.isnan();
-  return (got.eq(want) | both_nan).all().item<bool>();
-}
-
-std::string describe(const GoldenCase& c, const at::Tensor& got, const at::Tensor& want) {
-  std::ostringstream out;
-  out << c.name << "\n got  " << got << "\n want " << want;
-  return out.str();
-}
 
 using OtbFn = verl::AdvantageOutput (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                         const at::Tensor&, const std::optional<at::Tensor>&, bool, double);
@@ -59,9 +48,9 @@ int run_golden(const std::string& file, const std::string& function, OtbFn fn) {
     } else {
       const auto out = call_case(fn, c);
       INFO(describe(c, out.advantages, c.output("advantages")));
-      CHECK(identical(out.advantages, c.output("advantages")));
+      CHECK(verl::test::bit_identical(out.advantages, c.output("advantages")));
       INFO(describe(c, out.returns, c.output("returns")));
-      CHECK(identical(out.returns, c.output("returns")));
+      CHECK(verl::test::bit_identical(out.returns, c.output("returns")));
     }
     ++n;
   }
@@ -128,18 +117,18 @@ TEST_CASE("Optimal token baseline by hand: two trajectories, an interior gap", "
   const auto returns = torch::tensor({{1.0, 1.0, 1.0}, {3.0, 3.0, 3.0}}, torch::kFloat64);
 
   const auto single = compute_optimal_token_baseline_advantage(r, m, idx, logp, s, std::nullopt, true, 0.0);
-  CHECK(identical(single.returns, returns));
-  CHECK(identical(single.advantages, torch::tensor({{1.0 - 7.0 / 3.0, 0.0, 1.0}, {3.0 - 7.0 / 3.0, 0.0, 3.0 - 33.0 / 13.0}},
+  CHECK(verl::test::bit_identical(single.returns, returns));
+  CHECK(verl::test::bit_identical(single.advantages, torch::tensor({{1.0 - 7.0 / 3.0, 0.0, 1.0}, {3.0 - 7.0 / 3.0, 0.0, 3.0 - 33.0 / 13.0}},
                                                    torch::kFloat64)));
   const auto multi = compute_multi_turn_optimal_token_baseline_advantage(r, m, idx, logp, s, std::nullopt, true, 0.0);
-  CHECK(identical(multi.returns, returns));
-  CHECK(identical(multi.advantages, torch::tensor({{1.0 - 7.0 / 3.0, 1.0 - 8.0 / 3.0, 1.0},
+  CHECK(verl::test::bit_identical(multi.returns, returns));
+  CHECK(verl::test::bit_identical(multi.advantages, torch::tensor({{1.0 - 7.0 / 3.0, 1.0 - 8.0 / 3.0, 1.0},
                                                    {3.0 - 7.0 / 3.0, 0.0, 3.0 - 8.0 / 3.0}}, torch::kFloat64)));
   // Without handle_zero_tail, row 0 keeps the group baseline at t = 2.
   const auto no_tail = compute_optimal_token_baseline_advantage(r, m, idx, logp, s, std::nullopt, false, 0.0);
   CHECK(no_tail.advantages[0][2].item<double>() == 1.0 - 33.0 / 13.0);
   // IS weights of 1 change nothing.
-  CHECK(identical(compute_optimal_token_baseline_advantage(r, m, idx, logp, s, torch::ones_like(r), true, 0.0).advantages,
+  CHECK(verl::test::bit_identical(compute_optimal_token_baseline_advantage(r, m, idx, logp, s, torch::ones_like(r), true, 0.0).advantages,
                   single.advantages));
 }
 
@@ -153,7 +142,7 @@ TEST_CASE("Optimal token baseline: singletons keep the return, no gaps makes bot
   const auto alone = torch::arange(x.rewards.size(0));
   for (auto* fn : {&compute_optimal_token_baseline_advantage, &compute_multi_turn_optimal_token_baseline_advantage}) {
     const auto out = fn(x.rewards, x.mask, alone, x.logp, x.sum_pi_sq, x.is_w, true, 1e-8);
-    CHECK(identical(out.advantages, out.returns * x.mask));
+    CHECK(verl::test::bit_identical(out.advantages, out.returns * x.mask));
   }
   // Right-padded masks (no interior gaps): compaction is the identity on valid tokens, so both agree where the
   // mask is 1 (the multi-turn sums run over an (n, max L) grid rather than (n, T): close, not identical).
@@ -161,10 +150,10 @@ TEST_CASE("Optimal token baseline: singletons keep the return, no gaps makes bot
   const auto b =
       compute_multi_turn_optimal_token_baseline_advantage(x.rewards, x.mask, x.index, x.logp, x.sum_pi_sq, x.is_w);
   CHECK(torch::allclose(a.advantages, b.advantages, 1e-12, 1e-12));
-  CHECK(identical(a.returns, b.returns));
+  CHECK(verl::test::bit_identical(a.returns, b.returns));
   // Masked positions are zero.
-  CHECK(identical(a.advantages * (1 - x.mask), torch::zeros_like(a.advantages)));
-  CHECK(identical(b.advantages * (1 - x.mask), torch::zeros_like(b.advantages)));
+  CHECK(verl::test::bit_identical(a.advantages * (1 - x.mask), torch::zeros_like(a.advantages)));
+  CHECK(verl::test::bit_identical(b.advantages * (1 - x.mask), torch::zeros_like(b.advantages)));
 }
 
 TEST_CASE("Optimal token baseline: float32 and float64 agree", "[algos][advantages][otb]") {
@@ -215,11 +204,11 @@ TEST_CASE("OTB estimators take old log-probs and sum pi^2 in their own compute o
   const auto x = random_batch(3, 3, 5, torch::kFloat32, 7);
   verl::AdvantageInputs in{.token_level_rewards = x.rewards, .response_mask = x.mask, .index = x.index};
   in.validate();
-  CHECK(identical(OptimalTokenBaseline{.handle_zero_tail = false}.compute(in, x.logp, x.sum_pi_sq, x.is_w).advantages,
+  CHECK(verl::test::bit_identical(OptimalTokenBaseline{.handle_zero_tail = false}.compute(in, x.logp, x.sum_pi_sq, x.is_w).advantages,
                   compute_optimal_token_baseline_advantage(x.rewards, x.mask, x.index, x.logp, x.sum_pi_sq, x.is_w,
                                                            false)
                       .advantages));
-  CHECK(identical(MultiTurnOptimalTokenBaseline{}.compute(in, x.logp, x.sum_pi_sq).advantages,
+  CHECK(verl::test::bit_identical(MultiTurnOptimalTokenBaseline{}.compute(in, x.logp, x.sum_pi_sq).advantages,
                   compute_multi_turn_optimal_token_baseline_advantage(x.rewards, x.mask, x.index, x.logp,
                                                                       x.sum_pi_sq)
                       .advantages));

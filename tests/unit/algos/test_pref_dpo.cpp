@@ -31,11 +31,6 @@ DPOLossConfig dpo_config_of(const nlohmann::json& c) {
   return cfg;
 }
 
-// Bit-exact equality after widening to float64 (golden float32 values are exact in float64).
-bool same(const at::Tensor& ours, const at::Tensor& golden) {
-  return ours.sizes() == golden.sizes() && ours.scalar_type() == golden.scalar_type() &&
-         torch::equal(ours.to(torch::kFloat64), golden.to(torch::kFloat64));
-}
 
 // Max |autograd - central finite difference| of sum(f(x)) w.r.t. each of `xs` (float64).
 double grad_error(const std::function<at::Tensor(const std::vector<at::Tensor>&)>& f, std::vector<at::Tensor> xs) {
@@ -80,9 +75,9 @@ TEST_CASE("dpo_loss equals TRL 0.28.0 DPOTrainer.dpo_loss bit for bit, every los
     const auto out = dpo_loss(c.input("policy_chosen_logps"), c.input("policy_rejected_logps"),
                               no_ref ? at::Tensor{} : c.input("reference_chosen_logps"),
                               no_ref ? at::Tensor{} : c.input("reference_rejected_logps"), cfg);
-    CHECK(same(out.losses, c.output("losses")));
-    CHECK(same(out.chosen_rewards, c.output("chosen_rewards")));
-    CHECK(same(out.rejected_rewards, c.output("rejected_rewards")));
+    CHECK(verl::test::bit_identical(out.losses, c.output("losses")));
+    CHECK(verl::test::bit_identical(out.chosen_rewards, c.output("chosen_rewards")));
+    CHECK(verl::test::bit_identical(out.rejected_rewards, c.output("rejected_rewards")));
   }
   CHECK(types_seen.size() == 12);
 }

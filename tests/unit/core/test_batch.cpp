@@ -2,6 +2,7 @@
 // (verl/protocol.py at commit b178a3cd): repeat(interleave=True), split, chunk, concat, reorder, select_idxs.
 #include "verl/core/batch.hpp"
 #include "verl/core/fields.hpp"
+#include "verl/core/item_info.hpp"
 
 #include "catch_torch.hpp"
 
