@@ -85,17 +85,31 @@ function(_verl_make_test_main)
                               PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
 endfunction()
 
-# verl_add_unit_tests(<target> LABELS <labels...> SOURCES <files...>): one Catch2 executable; each
-# TEST_CASE becomes a CTest entry carrying <labels>.
+# verl_add_unit_tests(<target> LABELS <labels...> SOURCES <files...> [PROPERTIES <ctest properties...>]):
+# one Catch2 executable; each TEST_CASE becomes a CTest entry carrying <labels> (and the extra properties,
+# e.g. FIXTURES_REQUIRED for parity tests).
 function(verl_add_unit_tests target)
-  cmake_parse_arguments(ARG "" "" "LABELS;SOURCES" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "LABELS;SOURCES;PROPERTIES" ${ARGN})
   _verl_make_test_main()
   add_executable(${target} ${ARG_SOURCES})
   target_link_libraries(${target} PRIVATE verl_test_main)
   target_include_directories(${target} PRIVATE "${PROJECT_SOURCE_DIR}/tests/support")
   target_precompile_headers(${target} REUSE_FROM verl_test_main)
-  catch_discover_tests(${target} TEST_PREFIX "${target}." PROPERTIES LABELS "${ARG_LABELS}")
+  catch_discover_tests(${target} TEST_PREFIX "${target}." PROPERTIES LABELS "${ARG_LABELS}" ${ARG_PROPERTIES})
 endfunction()
+
+# VERL_TEST_PYTHON: the venv's Python (scripts/setup.sh installs the parity tests' reference packages there),
+# used by parity fixtures, comparison scripts and the reverse checks. Empty when there is no venv.
+if(DEFINED ENV{VERL_VENV})
+  set(_verl_test_venv "$ENV{VERL_VENV}")
+else()
+  set(_verl_test_venv "${PROJECT_SOURCE_DIR}/.venv")
+endif()
+if(EXISTS "${_verl_test_venv}/bin/python")
+  set(VERL_TEST_PYTHON "${_verl_test_venv}/bin/python" CACHE FILEPATH "Python with the parity tests' packages")
+else()
+  set(VERL_TEST_PYTHON "" CACHE FILEPATH "Python with the parity tests' packages")
+endif()
 
 # verl_add_example(<name> REGEX <golden regex>): builds examples/<name>.cpp and runs it in CTest (label
 # `example`); the output must match the golden regex.

@@ -38,8 +38,27 @@ install_debian_packages $VERL_DEBIAN_PACKAGES
 
 stamp="$venv/.verl-torch-$VERL_TORCH_VERSION"
 fallback_stamp="$venv/.verl-torch-debian-fallback"
+
+# The parity tests' reference implementations (transformers, tokenizers, ...), into the venv. Optional: when
+# this fails the parity tests skip with the reason recorded in $venv/.verl-python-test-packages.failed.
+install_python_test_packages() {
+  local py_stamp="$venv/.verl-python-test-packages-$(echo "$VERL_PYTHON_TEST_PACKAGES" | cksum | cut -d' ' -f1)"
+  [ -f "$py_stamp" ] && return 0
+  [ -x "$venv/bin/python" ] || { log "no virtual environment at $venv: parity tests will skip"; return 0; }
+  log "installing the parity tests' reference packages: $VERL_PYTHON_TEST_PACKAGES"
+  # shellcheck disable=SC2086
+  if "$venv/bin/python" -m pip install -q --disable-pip-version-check $VERL_PYTHON_TEST_PACKAGES \
+       2>"$venv/.verl-python-test-packages.failed"; then
+    rm -f "$venv/.verl-python-test-packages.failed"
+    touch "$py_stamp"
+  else
+    log "WARNING: could not install $VERL_PYTHON_TEST_PACKAGES; the parity tests will skip (see $venv/.verl-python-test-packages.failed)"
+  fi
+}
+
 if [ -f "$stamp" ] || { [ -f "$fallback_stamp" ] && [ "${VERL_TORCH_FALLBACK:-0}" = 1 ]; }; then
   log "LibTorch already installed in $venv"
+  install_python_test_packages
   exit 0
 fi
 
@@ -63,6 +82,7 @@ if "$python" -m venv "$venv" &&
    "$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==$VERL_TORCH_VERSION"; then
   touch "$stamp"
   log "LibTorch $VERL_TORCH_VERSION ready: $("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null)"
+  install_python_test_packages
 else
   use_fallback
 fi
