@@ -189,6 +189,9 @@ def write_case(out, name, tok, corpus, cfg, rewrite=None, extra=None):
         "vocab_size": max(vocab.values()) + 1,
         "len_vocab": len(vocab),
         "id_to_token": {str(i): tok.id_to_token(i) for i in probe_ids},
+        "token_to_id": {t: tok.token_to_id(t) for t in
+                        [tok.id_to_token(i) for i in probe_ids] + [a["content"] for a in j["added_tokens"]] +
+                        ["caf\u00e9", "not a token"]},
         "eos_token_id": vocab[cfg["eos_token"]],
         "pad_token_id": vocab[cfg.get("pad_token") or cfg["eos_token"]],
         "cases": expectations(tok, corpus),
