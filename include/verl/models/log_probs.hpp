@@ -80,6 +80,7 @@ inline std::int64_t resolve_chunk_tokens(const LinearLogProbOptions& options, st
 //! Forward over all chunks. Returns {log_probs (N,), lse (N,), mean_z (N,) or undefined, entropy or undefined}.
 struct ForwardResult {
   at::Tensor log_probs, lse, mean_z, entropy;
+  at::Tensor logits;  //!< (N,V) raw logits when all tokens fit in one chunk (else undefined)
 };
 
 inline at::ScalarType accumulate_dtype(at::ScalarType dtype) {
@@ -158,6 +159,7 @@ inline ForwardResult linear_log_probs_forward(const at::Tensor& hidden, const at
       }
     }
   }
+  if (n <= chunk && hidden.device().is_cpu()) out.logits = buffer;  // untouched by the CPU row pass
   return out;
 }
 
@@ -166,7 +168,7 @@ inline ForwardResult linear_log_probs_forward(const at::Tensor& hidden, const at
 inline std::pair<at::Tensor, at::Tensor> linear_log_probs_backward(
     const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets, const at::Tensor& lse,
     const at::Tensor& mean_z, const at::Tensor& g_lp, const at::Tensor& g_ent, double temperature,
-    std::int64_t chunk, bool need_hidden, bool need_weight) {
+    std::int64_t chunk, bool need_hidden, bool need_weight, at::Tensor kept_logits = {}) {
   const std::int64_t n = hidden.size(0), v = weight.size(0);
   const auto dtype = hidden.scalar_type();
   const auto acc = accumulate_dtype(dtype);
@@ -181,12 +183,12 @@ inline std::pair<at::Tensor, at::Tensor> linear_log_probs_backward(
     return {grad_hidden, grad_weight};
   }
   const auto weight_t = weight.t();                                       // (H,V)
-  auto buffer = at::empty({chunk, v}, hidden.options());                  // (chunk,V)
+  auto buffer = kept_logits.defined() ? kept_logits : at::empty({chunk, v}, hidden.options());  // (chunk,V)
   for (std::int64_t i0 = 0; i0 < n; i0 += chunk) {
     const std::int64_t rows = std::min(chunk, n - i0);
     auto logits = buffer.narrow(0, 0, rows);                              // (rows,V)
     const auto h_c = hidden.narrow(0, i0, rows);                          // (rows,H)
-    at::mm_out(logits, h_c, weight_t);
+    if (!kept_logits.defined()) at::mm_out(logits, h_c, weight_t);       // recompute (else kept by the forward)
     const auto t_c = targets.narrow(0, i0, rows);                         // (rows,)
     if (hidden.device().is_cpu()) {
       if (dtype == at::kDouble) {
@@ -257,11 +259,12 @@ struct LinearLogProbsFunction : torch::autograd::Function<LinearLogProbsFunction
     ctx->saved_data["temperature"] = temperature;
     ctx->saved_data["entropy"] = entropy;
     ctx->saved_data["chunk"] = chunk;
-    if (entropy) {
-      ctx->save_for_backward({hidden, weight, targets, res.lse, res.mean_z});
-      return {res.log_probs, res.entropy};
-    }
-    ctx->save_for_backward({hidden, weight, targets, res.lse});
+    // When every token fits in one chunk, the logits buffer (within the memory budget by construction) is kept
+    // for the backward, which then skips the recomputing GEMM; the backward overwrites it, so only once.
+    ctx->saved_data["kept_logits"] = res.logits.defined();
+    ctx->save_for_backward({hidden, weight, targets, res.lse, entropy ? res.mean_z : at::Tensor(),
+                            res.logits.defined() ? res.logits : at::Tensor()});
+    if (entropy) return {res.log_probs, res.entropy};
     return {res.log_probs};
   }
 
@@ -270,10 +273,13 @@ struct LinearLogProbsFunction : torch::autograd::Function<LinearLogProbsFunction
     const auto saved = ctx->get_saved_variables();
     const bool entropy = ctx->saved_data["entropy"].toBool();
     const auto contiguous = [](const at::Tensor& g) { return g.defined() ? g.contiguous() : g; };
+    const bool kept = ctx->saved_data["kept_logits"].toBool();
+    ctx->saved_data["kept_logits"] = false;  // a second backward (retain_graph) recomputes
     auto [gh, gw] = linear_log_probs_backward(
         saved[0], saved[1], saved[2], saved[3], entropy ? saved[4] : at::Tensor(), contiguous(grads[0]),
         entropy ? contiguous(grads[1]) : at::Tensor(), ctx->saved_data["temperature"].toDouble(),
-        ctx->saved_data["chunk"].toInt(), ctx->needs_input_grad(0), ctx->needs_input_grad(1));
+        ctx->saved_data["chunk"].toInt(), ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+        kept ? saved[5] : at::Tensor());
     return {gh, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };

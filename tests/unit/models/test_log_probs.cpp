@@ -186,6 +186,23 @@ TEST_CASE("linear_log_probs gradients equal autograd through the naive path", "[
       }
     }
   }
+  // One chunk (the forward keeps its logits for the backward, which overwrites them): a second backward
+  // through the retained graph recomputes them and gives the same gradients again.
+  {
+    const auto q = make_problem(6, 8, 40, 4.0, torch::kFloat64, 4);
+    const auto h = q.hidden.clone().requires_grad_(true);
+    const auto r = linear_log_probs(h, q.weight, q.targets, opts(1.0, true, 0));
+    const auto loss = r.log_probs.sum() + r.entropy.sum();
+    loss.backward({}, /*retain_graph=*/true);
+    const auto first = h.grad().clone();
+    h.mutable_grad().zero_();
+    loss.backward();
+    CHECK(max_abs_diff(h.grad(), first) < 1e-14);
+    const auto h_ref = q.hidden.clone().requires_grad_(true);
+    const auto nr = naive(h_ref, q.weight, q.targets, 1.0, torch::kFloat64);
+    (nr.log_probs.sum() + nr.entropy.sum()).backward();
+    CHECK(max_abs_diff(first, h_ref.grad()) < 1e-12);
+  }
   // Only one of the two inputs requires a gradient: the other gets none, the first is unchanged.
   const auto p = make_problem(9, 8, 50, 4.0, torch::kFloat64, 3);
   const auto h_ref = p.hidden.clone().requires_grad_(true);
