@@ -2,10 +2,15 @@
 // Python: config.json parsing against transformers 5.23.0's config classes (each rejected key/value), RoPE
 // inverse frequencies hand-derived for each rope_type, RMSNorm, the causal+padding(+window) mask, padded
 // rows against unpadded ones, KV-cached forward against the full forward, tied weights, bf16/fp16, activation
-// checkpointing gradients, generation invariants. Parity with transformers itself is tests/parity/models/.
+// checkpointing gradients, generation invariants, HF directory save/load (round trip, missing/unexpected
+// tensors listed, tied heads, shapes). Parity with transformers itself is tests/parity/models/.
 #include "catch_torch.hpp"
 
+#include "verl/checkpoint/safetensors.hpp"
 #include "verl/models/causal_lm.hpp"
+#include "verl/models/hf_model_io.hpp"
+
+#include <unistd.h>
 
 #include <cmath>
 #include <deque>
@@ -445,4 +450,130 @@ TEST_CASE("generate: greedy equals step-by-step argmax of full forwards; eos, pa
   CHECK_THROWS_AS(generate(lm, bad, greedy), verl::ShapeError);
   CHECK_THROWS_WITH(lm(torch::tensor({{1, 200}}), at::Tensor(), torch::tensor({{0, 1}})),
                     Catch::Contains("vocab_size"));
+}
+
+namespace {
+
+// A fresh directory under the system temp dir, its files removed one by one at scope exit (not with
+// fs::remove_all: the PyPI libtorch.so exports a std::filesystem::remove_all that crashes when bound).
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag)
+      : path(std::filesystem::temp_directory_path() / ("verl_models_" + tag + "_" + std::to_string(::getpid()))) {
+    clean();
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() { clean(); }
+  void clean() const {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return;
+    for (const auto& e : std::filesystem::directory_iterator(path)) std::filesystem::remove(e.path(), ec);
+    std::filesystem::remove(path, ec);
+  }
+};
+
+std::vector<std::pair<std::string, at::Tensor>> state_of(CausalLM& lm) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : lm->named_parameters()) out.emplace_back(item.key(), item.value().detach().clone());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("HF directory: save then load is bit-identical, sharded, bf16 conversion, config round trip",
+          "[models][hf_io]") {
+  TempDir tmp("roundtrip");
+  auto j = tiny_llama();
+  j["model_type"] = "qwen2";
+  j["tie_word_embeddings"] = true;
+  j["eos_token_id"] = json::array({3, 4});
+  j["some_future_key"] = "kept";
+  auto lm = make_model(j, 6);
+  save_causal_lm(lm, tmp.path, SaveOptions{4096, std::nullopt});  // 4 KB shards
+  CHECK(std::filesystem::exists(tmp.path / "model.safetensors.index.json"));
+  const auto reader = verl::checkpoint::CheckpointReader::open(tmp.path);
+  CHECK_FALSE(reader.contains("lm_head.weight"));  // tied: omitted, as transformers saves it
+  const auto saved = TransformerConfig::load(tmp.path);
+  CHECK(saved.tie_word_embeddings);
+  CHECK(saved.eos_token_ids == std::vector<std::int64_t>{3, 4});
+  CHECK(saved.source["some_future_key"] == "kept");
+  CHECK(saved.source["architectures"][0] == "Qwen2ForCausalLM");
+  CHECK(saved.source["dtype"] == "float32");
+  auto back = load_causal_lm(tmp.path);
+  CHECK_FALSE(back->is_training());
+  auto params = back->named_parameters();
+  for (const auto& [name, t] : state_of(lm)) {
+    INFO(name);
+    CHECK(torch::equal(params[name], t));
+  }
+  // bf16 on disk, float32 at load: the bf16 rounding of every parameter.
+  save_causal_lm(lm, tmp.path, SaveOptions{5'000'000'000, at::kBFloat16});
+  CHECK_FALSE(std::filesystem::exists(tmp.path / "model.safetensors.index.json"));  // stale index removed
+  CHECK(TransformerConfig::load(tmp.path).dtype == at::kBFloat16);
+  CHECK(load_causal_lm(tmp.path)->model->norm->weight.scalar_type() == at::kBFloat16);
+  auto up = load_causal_lm(tmp.path, LoadOptions{at::kFloat});
+  auto up_params = up->named_parameters();
+  for (const auto& [name, t] : state_of(lm)) CHECK(torch::equal(up_params[name], t.to(at::kBFloat16).to(at::kFloat)));
+}
+
+TEST_CASE("HF directory: missing and unexpected tensors are listed by name; shapes and tied heads checked",
+          "[models][hf_io]") {
+  TempDir tmp("errors");
+  auto lm = make_model(tiny_llama(), 7);
+  const auto config_text = lm->config().to_json().dump(2);
+  const auto write = [&](std::vector<std::pair<std::string, at::Tensor>> tensors) {
+    verl::checkpoint::save_checkpoint(tmp.path, tensors);
+    verl::checkpoint::write_file_atomically(tmp.path / "config.json", config_text);
+  };
+  auto state = state_of(lm);
+  // Drop two tensors, add one unknown and an old rotary buffer (ignored).
+  auto bad = state;
+  bad.erase(std::remove_if(bad.begin(), bad.end(), [](const auto& p) {
+              return p.first == "model.norm.weight" || p.first == "model.layers.1.mlp.up_proj.weight";
+            }), bad.end());
+  bad.emplace_back("model.layers.0.self_attn.extra.weight", torch::zeros({2}));
+  bad.emplace_back("model.layers.0.self_attn.rotary_emb.inv_freq", torch::zeros({4}));
+  write(bad);
+  try {
+    (void)load_causal_lm(tmp.path);
+    FAIL("expected InputError");
+  } catch (const verl::InputError& e) {
+    const std::string what = e.what();
+    INFO(what);
+    CHECK(what.find("missing 2 tensor(s)") != std::string::npos);
+    CHECK(what.find("`model.norm.weight`") != std::string::npos);
+    CHECK(what.find("`model.layers.1.mlp.up_proj.weight`") != std::string::npos);
+    CHECK(what.find("unexpected 1 tensor(s) `model.layers.0.self_attn.extra.weight`") != std::string::npos);
+    CHECK(what.find("inv_freq") == std::string::npos);
+  }
+  // Only the rotary buffer extra: loads.
+  auto ok = state;
+  ok.emplace_back("model.layers.0.self_attn.rotary_emb.inv_freq", torch::zeros({4}));
+  write(ok);
+  CHECK_NOTHROW(load_causal_lm(tmp.path));
+  // A shape that config.json does not describe.
+  auto shaped = state;
+  shaped[0].second = torch::zeros({97, 16});
+  write(shaped);
+  CHECK_THROWS_WITH(load_causal_lm(tmp.path), Catch::Contains("model.embed_tokens.weight") && Catch::Contains("[97, 16]"));
+
+  // Tied model: lm_head.weight may be absent, or present and equal to the embedding; not different.
+  auto tj = tiny_llama();
+  tj["tie_word_embeddings"] = true;
+  auto tied = make_model(tj, 8);
+  const auto tied_config = tied->config().to_json().dump(2);
+  auto tstate = state_of(tied);
+  tstate.emplace_back("lm_head.weight", tied->model->embed_tokens->weight.detach().clone());
+  verl::checkpoint::save_checkpoint(tmp.path, tstate);
+  verl::checkpoint::write_file_atomically(tmp.path / "config.json", tied_config);
+  CHECK_NOTHROW(load_causal_lm(tmp.path));
+  tstate.back().second = tstate.back().second + 1;
+  verl::checkpoint::save_checkpoint(tmp.path, tstate);
+  CHECK_THROWS_WITH(load_causal_lm(tmp.path), Catch::Contains("lm_head.weight") && Catch::Contains("tie_word_embeddings"));
+  // An untied model requires lm_head.weight.
+  auto untied_state = state;
+  untied_state.erase(std::remove_if(untied_state.begin(), untied_state.end(),
+                                    [](const auto& p) { return p.first == "lm_head.weight"; }), untied_state.end());
+  write(untied_state);
+  CHECK_THROWS_WITH(load_causal_lm(tmp.path), Catch::Contains("missing 1 tensor(s) `lm_head.weight`"));
 }
