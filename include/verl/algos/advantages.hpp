@@ -19,6 +19,7 @@
 //! Also here: typed policies verl::estimators::GAE, GRPO, ... that satisfy verl::AdvantageEstimator.
 
 #include "verl/algos/functional.hpp"
+#include "verl/algos/fused_cpu.hpp"
 #include "verl/concepts/advantage_estimator.hpp"
 #include "verl/core/algo_io.hpp"
 #include "verl/core/errors.hpp"
@@ -194,12 +195,11 @@ VERL_DETAIL_NO_FP_CONTRACT void reinforce_pp_rows(const S* r, const M* m, S* ret
 inline constexpr int kInterleave = 8;  //!< rows per interleaved tile in the CPU kernels
 
 //! Runs `tile.template operator()<K>(b0)` over all rows, in tiles of kInterleave rows plus single-row tails,
-//! spread over LibTorch's intra-op threads.
+//! spread over LibTorch's intra-op threads (detail::parallel_rows).
 template <class Tile>
 void for_each_row_tile(std::int64_t rows, std::int64_t t_len, const Tile& tile) {
   const std::int64_t tiles = (rows + kInterleave - 1) / kInterleave;
-  const std::int64_t grain = std::max<std::int64_t>(1, 32768 / std::max<std::int64_t>(1, t_len * kInterleave));
-  at::parallel_for(0, tiles, grain, [&](std::int64_t begin, std::int64_t end) {
+  parallel_rows(tiles, t_len * kInterleave, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t tb = begin; tb < end; ++tb) {
       const std::int64_t b0 = tb * kInterleave;
       if (b0 + kInterleave <= rows) {
@@ -209,28 +209,6 @@ void for_each_row_tile(std::int64_t rows, std::int64_t t_len, const Tile& tile) 
       }
     }
   });
-}
-
-//! Calls `f(S{}, M{})` with the C++ types of a float/double value dtype and a mask dtype; false if unsupported.
-template <class F>
-bool dispatch_value_mask(at::ScalarType value, at::ScalarType mask, F&& f) {
-  auto with_mask = [&](auto s) {
-    using S = decltype(s);
-    switch (mask) {
-      case at::kBool: f(S{}, bool{}); return true;
-      case at::kByte: f(S{}, std::uint8_t{}); return true;
-      case at::kChar: f(S{}, std::int8_t{}); return true;
-      case at::kShort: f(S{}, std::int16_t{}); return true;
-      case at::kInt: f(S{}, std::int32_t{}); return true;
-      case at::kLong: f(S{}, std::int64_t{}); return true;
-      case at::kFloat: f(S{}, float{}); return true;
-      case at::kDouble: f(S{}, double{}); return true;
-      default: return false;
-    }
-  };
-  if (value == at::kFloat) return with_mask(float{});
-  if (value == at::kDouble) return with_mask(double{});
-  return false;
 }
 
 //! GAE's loop written with tensor operations exactly as verl writes it: the path for other devices and dtypes.
@@ -331,11 +309,13 @@ inline bool use_cpu_kernel(const at::Tensor& rewards, const at::Tensor& mask) {
       detail::for_each_row_tile(rows, t_len, [&]<int K>(std::int64_t b0) {
         detail::gae_rows<K>(rp, vp, mp, ap, tp, b0, t_len, g, gl);
       });
+      advantages = detail::masked_whiten_fused<S, M>(
+          owner, [ap](std::int64_t, std::int64_t i) { return ap[i]; }, m, /*times_mask=*/false);
     });
-  } else {
-    advantages = detail::gae_generic(token_level_rewards, values, response_mask, gamma, lam);
-    returns = advantages + values;
+    return {advantages, returns};
   }
+  advantages = detail::gae_generic(token_level_rewards, values, response_mask, gamma, lam);
+  returns = advantages + values;
   return {detail::whiten(owner, advantages, response_mask), returns};
 }
 
@@ -353,7 +333,8 @@ inline bool use_cpu_kernel(const at::Tensor& rewards, const at::Tensor& mask) {
                                                                                    const AdvantageConfig& config = {}) {
   constexpr std::string_view owner = "verl::core_algos::compute_reinforce_plus_plus_outcome_advantage";
   detail::check_rewards_mask(owner, token_level_rewards, response_mask);
-  at::Tensor returns;  // (B,T)
+  at::Tensor returns;     // (B,T)
+  at::Tensor advantages;  // (B,T)
   if (detail::use_cpu_kernel(token_level_rewards, response_mask)) {
     const auto r = token_level_rewards.contiguous();  // (B,T)
     const auto m = response_mask.contiguous();        // (B,T)
@@ -369,11 +350,13 @@ inline bool use_cpu_kernel(const at::Tensor& rewards, const at::Tensor& mask) {
       detail::for_each_row_tile(r.size(0), t_len, [&]<int K>(std::int64_t b0) {
         detail::reinforce_pp_rows<K>(rp, mp, tp, b0, t_len, g);
       });
+      advantages = detail::masked_whiten_fused<S, M>(
+          owner, [tp](std::int64_t, std::int64_t i) { return tp[i]; }, m, /*times_mask=*/true);
     });
-  } else {
-    returns = detail::reinforce_pp_generic(token_level_rewards, response_mask, config.gamma);
+    return {advantages, returns};
   }
-  auto advantages = detail::whiten(owner, returns, response_mask) * response_mask;  // (B,T)
+  returns = detail::reinforce_pp_generic(token_level_rewards, response_mask, config.gamma);
+  advantages = detail::whiten(owner, returns, response_mask) * response_mask;  // (B,T)
   return {advantages, returns};
 }
 
@@ -573,6 +556,22 @@ inline at::Tensor std_plus_eps(const GroupStats& s, const at::Tensor& scores, do
   const auto scores = token_level_rewards.sum(-1);  // (B,)
   const auto stats = detail::group_stats(scores, index, false);
   const auto a = scores - detail::per_item_tensor(stats.mean, scores.scalar_type(), scores.device());  // (B,)
+  if (detail::use_cpu_kernel(token_level_rewards, response_mask)) {
+    // Fused: the tiled a_b * m is never materialised; whitening as verl's, bit for bit (fused_cpu.hpp).
+    const auto ac = a.contiguous();              // (B,)
+    const auto m = response_mask.contiguous();   // (B,T)
+    at::Tensor advantages;                       // (B,T)
+    detail::dispatch_value_mask(ac.scalar_type(), m.scalar_type(), [&](auto s, auto mk) {
+      using S = decltype(s);
+      using M = decltype(mk);
+      const S* ap = ac.data_ptr<S>();
+      const M* mp = m.data_ptr<M>();
+      advantages = detail::masked_whiten_fused<S, M>(
+          owner, [ap, mp](std::int64_t b, std::int64_t i) { return ap[b] * static_cast<S>(mp[i]); }, m,
+          /*times_mask=*/true);
+    });
+    return {advantages, advantages};
+  }
   const auto tiled = a.unsqueeze(-1) * response_mask;                                                 // (B,T)
   const auto advantages = detail::whiten(owner, tiled, response_mask) * response_mask;                // (B,T)
   return {advantages, advantages};

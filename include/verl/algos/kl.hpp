@@ -9,10 +9,14 @@
 //! on to kl_penalty_forward, which raises NotImplementedError, so the straight-through variants are unusable
 //! there; verl 0.8.0 strips the "+" first. This port follows 0.8.0 for names ending in "+".
 
+#include "verl/algos/fused_cpu.hpp"
 #include "verl/core/errors.hpp"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/exp.h>
+#include <c10/core/GradMode.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -23,6 +27,44 @@
 namespace verl::core_algos {
 
 namespace detail {
+
+//! True when the fused CPU kernels of this file apply: defined same-shape CPU float32/float64 tensors of one
+//! dtype and no gradient wanted through them (with one, verl's ATen sequence runs, so autograd sees it).
+inline bool kl_fusable(std::initializer_list<const at::Tensor*> ts) {
+  const auto dt = (*ts.begin())->scalar_type();
+  if (dt != at::kFloat && dt != at::kDouble) return false;
+  const bool grad = c10::GradMode::is_enabled();
+  return std::all_of(ts.begin(), ts.end(), [&](const at::Tensor* t) {
+    return t->is_cpu() && t->scalar_type() == dt && t->sizes() == (*ts.begin())->sizes() && !(grad && t->requires_grad());
+  });
+}
+
+//! out[i] = f(a[i], b[i]) over contiguous copies of a and b, row-parallel; one allocation.
+template <class F>
+at::Tensor fused_binary(const at::Tensor& a_in, const at::Tensor& b_in, const F& f) {
+  const auto a = a_in.contiguous(), b = b_in.contiguous();   // (...)
+  auto out = at::empty_like(a, at::MemoryFormat::Contiguous);  // (...)
+  const std::int64_t n = a.numel();
+  const std::int64_t cols = a.dim() > 0 ? a.size(-1) : 1;
+  const std::int64_t rows = cols > 0 ? n / cols : 0;
+  if (a.scalar_type() == at::kFloat) {
+    const float* ap = a.data_ptr<float>();
+    const float* bp = b.data_ptr<float>();
+    float* op = out.mutable_data_ptr<float>();
+    parallel_rows(rows, cols, [&](std::int64_t r0, std::int64_t r1) {
+      for (std::int64_t i = r0 * cols; i < r1 * cols; ++i) op[i] = f(ap[i], bp[i]);
+    });
+  } else {
+    const double* ap = a.data_ptr<double>();
+    const double* bp = b.data_ptr<double>();
+    double* op = out.mutable_data_ptr<double>();
+    parallel_rows(rows, cols, [&](std::int64_t r0, std::int64_t r1) {
+      for (std::int64_t i = r0 * cols; i < r1 * cols; ++i) op[i] = f(ap[i], bp[i]);
+    });
+  }
+  return out;
+}
+
 inline void check_kl_inputs(const at::Tensor& logprob, const at::Tensor& ref_logprob, std::string_view owner) {
   verl::detail::check<ShapeError>(logprob.defined() && ref_logprob.defined(), owner,
                                   ": `logprob` and `ref_logprob` must be defined tensors");
@@ -40,9 +82,46 @@ inline void check_kl_inputs(const at::Tensor& logprob, const at::Tensor& ref_log
                                                    std::string_view kl_penalty) {
   constexpr std::string_view owner = "verl::core_algos::kl_penalty_forward";
   detail::check_kl_inputs(logprob, ref_logprob, owner);
-  if (kl_penalty == "kl" || kl_penalty == "k1") return logprob - ref_logprob;                        // (...)
-  if (kl_penalty == "abs") return (logprob - ref_logprob).abs();                                     // (...)
-  if (kl_penalty == "mse" || kl_penalty == "k2") return (logprob - ref_logprob).square() * 0.5;      // (...)
+  // Fused CPU kernels (one allocation, element-wise the same IEEE operations as verl's chain; exp is ATen's own
+  // kernel, run in place on the same-shaped buffer, so its bits are verl's too).
+  const bool fused = logprob.numel() > 0 && detail::kl_fusable({&logprob, &ref_logprob});
+  if (kl_penalty == "kl" || kl_penalty == "k1") return logprob - ref_logprob;                        // (...) one op already
+  if (kl_penalty == "abs") {
+    if (fused) return detail::fused_binary(logprob, ref_logprob, [](auto a, auto b) { return std::abs(a - b); });
+    return (logprob - ref_logprob).abs();                                                            // (...)
+  }
+  if (kl_penalty == "mse" || kl_penalty == "k2") {
+    if (fused) {
+      return detail::fused_binary(logprob, ref_logprob, [](auto a, auto b) {
+        using T = decltype(a);
+        const T d = a - b;
+        return (d * d) * T(0.5);
+      });
+    }
+    return (logprob - ref_logprob).square() * 0.5;                                                   // (...)
+  }
+  if (fused && (kl_penalty == "low_var_kl" || kl_penalty == "k3")) {
+    const auto kl = [](auto lp, auto ref) {
+      using T = decltype(lp);
+      return detail::clamp_nan(ref - lp, T(-20), T(20));
+    };
+    auto out = detail::fused_binary(logprob, ref_logprob, kl);   // (...) kl
+    at::exp_(out);                                               // (...) ratio, ATen's exp kernel
+    auto lp_c = logprob.contiguous(), ref_c = ref_logprob.contiguous();
+    const std::int64_t n = out.numel(), cols = out.dim() > 0 ? out.size(-1) : 1;
+    const auto finish = [&](auto* o, const auto* a, const auto* b) {
+      using T = std::remove_pointer_t<decltype(o)>;
+      detail::parallel_rows(cols > 0 ? n / cols : 0, cols, [&](std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t i = r0 * cols; i < r1 * cols; ++i) o[i] = detail::clamp_nan((o[i] - kl(a[i], b[i])) - T(1), T(-10), T(10));
+      });
+    };
+    if (out.scalar_type() == at::kFloat) {
+      finish(out.mutable_data_ptr<float>(), lp_c.data_ptr<float>(), ref_c.data_ptr<float>());
+    } else {
+      finish(out.mutable_data_ptr<double>(), lp_c.data_ptr<double>(), ref_c.data_ptr<double>());
+    }
+    return out;
+  }
   if (kl_penalty == "low_var_kl" || kl_penalty == "k3") {
     const auto kl = (ref_logprob - logprob).clamp(-20, 20);                                         // (...)
     const auto ratio = kl.exp();                                                                     // (...)
@@ -74,6 +153,26 @@ inline void check_kl_inputs(const at::Tensor& logprob, const at::Tensor& ref_log
 [[nodiscard]] inline at::Tensor compute_rewards(const at::Tensor& token_level_scores, const at::Tensor& old_log_prob,
                                                 const at::Tensor& ref_log_prob, double kl_ratio) {
   detail::check_kl_inputs(old_log_prob, ref_log_prob, "verl::core_algos::compute_rewards");
+  if (old_log_prob.numel() > 0 && token_level_scores.defined() &&
+      detail::kl_fusable({&token_level_scores, &old_log_prob, &ref_log_prob})) {
+    // Fused: scores - (old - ref) * ratio, with the scalar rounded to the tensor dtype as ATen's mul does.
+    const auto sc = token_level_scores.contiguous(), o = old_log_prob.contiguous(), r = ref_log_prob.contiguous();  // (B,R)
+    auto out = at::empty_like(sc, at::MemoryFormat::Contiguous);  // (B,R)
+    const auto run = [&](auto t) {
+      using T = decltype(t);
+      const T* sp = sc.data_ptr<T>();
+      const T* op = o.data_ptr<T>();
+      const T* rp = r.data_ptr<T>();
+      T* outp = out.mutable_data_ptr<T>();
+      const T ratio = static_cast<T>(kl_ratio);
+      const std::int64_t n = sc.numel(), cols = sc.dim() > 0 ? sc.size(-1) : 1;
+      detail::parallel_rows(cols > 0 ? n / cols : 0, cols, [&](std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t i = r0 * cols; i < r1 * cols; ++i) outp[i] = sp[i] - (op[i] - rp[i]) * ratio;
+      });
+    };
+    if (sc.scalar_type() == at::kFloat) run(float{}); else run(double{});
+    return out;
+  }
   const auto kl = old_log_prob - ref_log_prob;  // (B,R)
   return token_level_scores - kl * kl_ratio;    // (B,R)
 }

@@ -13,12 +13,17 @@
 #include <ATen/TensorOperators.h>
 
 #include "verl/algos/functional.hpp"
+#include "verl/algos/fused_cpu.hpp"
 #include "verl/core/algo_io.hpp"
 #include "verl/core/errors.hpp"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/scalar_tensor.h>
+#include <c10/core/GradMode.h>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -46,6 +51,131 @@ inline void check_agg_inputs(const at::Tensor& loss_mat, const at::Tensor& loss_
                                   loss_mask.sizes(), ", expected ", loss_mat.sizes(), " (the shape of `loss_mat`)");
 }
 
+//! The reductions agg_loss needs, however they were computed: token_mean reads token_sum (masked_sum of the
+//! loss) and mask_total (mask.sum()); the seq-mean modes read row_sums ((loss * mask).sum(-1)) and row_counts
+//! (mask.sum(-1)).
+struct AggSums {
+  at::Tensor token_sum, mask_total, row_sums, row_counts;
+};
+
+//! agg_loss's arithmetic after the reductions (verl 0.7.1's operations on the reduced tensors, in its order).
+inline at::Tensor agg_loss_tail(const AggSums& r, std::int64_t R, LossAggMode loss_agg_mode,
+                                const GlobalBatchInfo& info, std::string_view owner) {
+  switch (loss_agg_mode) {
+    case LossAggMode::token_mean: {
+      if (info.batch_num_tokens) return r.token_sum / *info.batch_num_tokens * info.dp_size;
+      verl::detail::check<ConfigError>(info.dp_size <= 1, owner, ": \"token-mean\" with dp_size = ", info.dp_size,
+                                       " needs the global `batch_num_tokens` in GlobalBatchInfo");
+      return r.token_sum / r.mask_total * info.dp_size;  // () local token count, as verl
+    }
+    case LossAggMode::seq_mean_token_sum:
+    case LossAggMode::seq_mean_token_sum_norm: {
+      const auto& seq_losses = r.row_sums;                                   // (B,)
+      const auto seq_mask = r.row_counts.gt(0).to(at::kFloat);              // (B,) float32 as verl's .float()
+      at::Tensor loss;                                                        // ()
+      if (info.global_batch_size) {
+        loss = functional::masked_sum(seq_losses, seq_mask) / *info.global_batch_size * info.dp_size;
+      } else {
+        verl::detail::check<ConfigError>(info.dp_size <= 1, owner, ": \"", to_string(loss_agg_mode),
+                                         "\" with dp_size = ", info.dp_size,
+                                         " needs the global `global_batch_size` in GlobalBatchInfo");
+        loss = functional::masked_sum(seq_losses, seq_mask) / seq_mask.sum() * info.dp_size;
+      }
+      if (loss_agg_mode == LossAggMode::seq_mean_token_sum_norm) {
+        const double factor = info.loss_scale_factor ? *info.loss_scale_factor : static_cast<double>(R);
+        loss = loss / factor;  // verl's in-place `/=` keeps the dtype, as `/ scalar` does here
+      }
+      return loss;
+    }
+    case LossAggMode::seq_mean_token_mean: {
+      const auto seq_losses = r.row_sums / (r.row_counts + 1e-8);            // (B,)
+      const auto seq_mask = r.row_counts.gt(0).to(at::kFloat);              // (B,) float32
+      if (info.global_batch_size) {
+        return functional::masked_sum(seq_losses, seq_mask) / *info.global_batch_size * info.dp_size;
+      }
+      verl::detail::check<ConfigError>(info.dp_size <= 1, owner, ": \"seq-mean-token-mean\" with dp_size = ",
+                                       info.dp_size, " needs the global `global_batch_size` in GlobalBatchInfo");
+      return functional::masked_sum(seq_losses, seq_mask) / seq_mask.sum() * info.dp_size;
+    }
+  }
+  throw ConfigError(verl::detail::concat_message(owner, ": invalid loss_agg_mode value ",
+                                                 static_cast<int>(loss_agg_mode),
+                                                 ", expected one of the four verl::LossAggMode enumerators"));
+}
+
+//! agg_loss's reductions with ATen, exactly as verl writes them.
+inline AggSums agg_sums_aten(const at::Tensor& loss_mat, const at::Tensor& loss_mask, LossAggMode mode) {
+  AggSums r;
+  if (mode == LossAggMode::token_mean) {
+    r.token_sum = functional::masked_sum(loss_mat, loss_mask);  // ()
+    r.mask_total = loss_mask.sum();                              // ()
+  } else {
+    r.row_sums = (loss_mat * loss_mask).sum(-1);                 // (B,)
+    r.row_counts = loss_mask.sum(-1);                            // (B,)
+  }
+  return r;
+}
+
+//! agg_loss's reductions fused over CPU data, bit-identical to agg_sums_aten: one pass writes the exact summands
+//! (masked_sum's where-then-multiply for token-mean, the plain product for the seq modes) into one scratch
+//! tensor that ATen's sum reduces as it reduces verl's; the mask counts are exact integers (bool/integer masks
+//! only). `x(b, i)` yields the loss at flat index i of row b; `extra(i)` (a bool) is counted, times the mask,
+//! into `extra_count` (the value loss's clip indicator rides along this way).
+template <class S, class M, class X, class E>
+AggSums agg_sums_fused(const X& x, const E& extra, const at::Tensor& mask, LossAggMode mode,
+                       std::int64_t& extra_count) {
+  static_assert(!std::is_floating_point_v<M>, "agg_sums_fused: exact counts need a bool/integer mask");
+  const std::int64_t B = mask.size(0), R = mask.size(1);
+  const M* m = mask.data_ptr<M>();
+  const at::Tensor scratch = at::empty({B, R}, at::TensorOptions().dtype(c10::CppTypeToScalarType<S>::value));  // (B,R)
+  S* p = scratch.mutable_data_ptr<S>();
+  const bool token = mode == LossAggMode::token_mean;
+  at::Tensor counts;  // (B,) int64, seq modes
+  std::int64_t* cp = nullptr;
+  if (!token) {
+    counts = at::empty({B}, at::TensorOptions().dtype(at::kLong));
+    cp = counts.mutable_data_ptr<std::int64_t>();
+  }
+  std::atomic<std::int64_t> total{0}, ext{0};
+  parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+    std::int64_t t = 0, e = 0;
+    for (std::int64_t b = b0; b < b1; ++b) {
+      std::int64_t row = 0;
+      for (std::int64_t i = b * R, end = i + R; i < end; ++i) {
+        const S v = x(b, i);
+        p[i] = token ? masked_term<S, M>(v, m[i]) : v * static_cast<S>(m[i]);
+        const auto mi = static_cast<std::int64_t>(m[i]);
+        row += mi;
+        if (extra(i)) e += mi;
+      }
+      t += row;
+      if (cp) cp[b] = row;
+    }
+    total.fetch_add(t, std::memory_order_relaxed);
+    ext.fetch_add(e, std::memory_order_relaxed);
+  });
+  extra_count = ext.load();
+  AggSums r;
+  if (token) {
+    r.token_sum = scratch.sum();                                                                   // ()
+    r.mask_total = at::scalar_tensor(static_cast<double>(total.load()), at::TensorOptions().dtype(at::kLong));  // ()
+  } else {
+    r.row_sums = scratch.sum(-1);  // (B,)
+    r.row_counts = counts;         // (B,)
+  }
+  return r;
+}
+
+//! True when agg_loss's fused CPU path applies to (loss_mat, loss_mask): CPU, float32/float64 loss, a bool or
+//! integer mask (exact counts), and no gradient wanted through the loss.
+inline bool agg_fusable(const at::Tensor& loss_mat, const at::Tensor& loss_mask) {
+  const auto dt = loss_mat.scalar_type();
+  const auto mt = loss_mask.scalar_type();
+  return loss_mat.is_cpu() && loss_mask.is_cpu() && (dt == at::kFloat || dt == at::kDouble) &&
+         (mt == at::kBool || mt == at::kLong || mt == at::kInt) && loss_mat.numel() > 0 &&
+         !(c10::GradMode::is_enabled() && loss_mat.requires_grad());
+}
+
 }  // namespace detail
 
 //! Aggregates a per-token loss into a scalar (verl 0.7.1, verl/trainer/ppo/core_algos.py `agg_loss`).
@@ -63,49 +193,23 @@ inline void check_agg_inputs(const at::Tensor& loss_mat, const at::Tensor& loss_
                                          LossAggMode loss_agg_mode, const GlobalBatchInfo& info = {}) {
   constexpr std::string_view owner = "verl::core_algos::agg_loss";
   detail::check_agg_inputs(loss_mat, loss_mask, owner);
-  switch (loss_agg_mode) {
-    case LossAggMode::token_mean: {
-      const auto token_sum = functional::masked_sum(loss_mat, loss_mask);  // ()
-      if (info.batch_num_tokens) return token_sum / *info.batch_num_tokens * info.dp_size;
-      verl::detail::check<ConfigError>(info.dp_size <= 1, owner, ": \"token-mean\" with dp_size = ", info.dp_size,
-                                       " needs the global `batch_num_tokens` in GlobalBatchInfo");
-      return token_sum / loss_mask.sum() * info.dp_size;  // () local token count, as verl
-    }
-    case LossAggMode::seq_mean_token_sum:
-    case LossAggMode::seq_mean_token_sum_norm: {
-      const auto seq_losses = (loss_mat * loss_mask).sum(-1);                 // (B,)
-      const auto seq_mask = loss_mask.sum(-1).gt(0).to(at::kFloat);          // (B,) float32 as verl's .float()
-      at::Tensor loss;                                                        // ()
-      if (info.global_batch_size) {
-        loss = functional::masked_sum(seq_losses, seq_mask) / *info.global_batch_size * info.dp_size;
-      } else {
-        verl::detail::check<ConfigError>(info.dp_size <= 1, owner, ": \"", to_string(loss_agg_mode),
-                                         "\" with dp_size = ", info.dp_size,
-                                         " needs the global `global_batch_size` in GlobalBatchInfo");
-        loss = functional::masked_sum(seq_losses, seq_mask) / seq_mask.sum() * info.dp_size;
+  if (detail::agg_fusable(loss_mat, loss_mask)) {
+    const auto x = loss_mat.contiguous(), m = loss_mask.contiguous();  // (B,R)
+    detail::AggSums sums;
+    detail::dispatch_value_mask(x.scalar_type(), m.scalar_type(), [&](auto s, auto mk) {
+      using S = decltype(s);
+      using M = decltype(mk);
+      if constexpr (!std::is_floating_point_v<M>) {
+        const S* xp = x.data_ptr<S>();
+        std::int64_t unused = 0;
+        sums = detail::agg_sums_fused<S, M>([xp](std::int64_t, std::int64_t i) { return xp[i]; },
+                                            [](std::int64_t) { return false; }, m, loss_agg_mode, unused);
       }
-      if (loss_agg_mode == LossAggMode::seq_mean_token_sum_norm) {
-        const double factor = info.loss_scale_factor ? *info.loss_scale_factor
-                                                     : static_cast<double>(loss_mask.size(-1));
-        loss = loss / factor;  // verl's in-place `/=` keeps the dtype, as `/ scalar` does here
-      }
-      return loss;
-    }
-    case LossAggMode::seq_mean_token_mean: {
-      const auto counts = loss_mask.sum(-1);                                  // (B,) mask dtype (int64 for int/bool)
-      const auto seq_losses = (loss_mat * loss_mask).sum(-1) / (counts + 1e-8);  // (B,)
-      const auto seq_mask = counts.gt(0).to(at::kFloat);                      // (B,) float32
-      if (info.global_batch_size) {
-        return functional::masked_sum(seq_losses, seq_mask) / *info.global_batch_size * info.dp_size;
-      }
-      verl::detail::check<ConfigError>(info.dp_size <= 1, owner, ": \"seq-mean-token-mean\" with dp_size = ",
-                                       info.dp_size, " needs the global `global_batch_size` in GlobalBatchInfo");
-      return functional::masked_sum(seq_losses, seq_mask) / seq_mask.sum() * info.dp_size;
-    }
+    });
+    return detail::agg_loss_tail(sums, loss_mask.size(-1), loss_agg_mode, info, owner);
   }
-  throw ConfigError(verl::detail::concat_message(owner, ": invalid loss_agg_mode value ",
-                                                 static_cast<int>(loss_agg_mode),
-                                                 ", expected one of the four verl::LossAggMode enumerators"));
+  return detail::agg_loss_tail(detail::agg_sums_aten(loss_mat, loss_mask, loss_agg_mode), loss_mask.size(-1),
+                               loss_agg_mode, info, owner);
 }
 
 //! agg_loss with verl's spelling of the mode ("token-mean", ...).

@@ -16,6 +16,7 @@
 
 #include "verl/algos/loss_agg.hpp"  // first: brings the Tensor operators functional.hpp needs
 #include "verl/algos/functional.hpp"
+#include "verl/algos/fused_cpu.hpp"
 #include "verl/concepts/policy_loss.hpp"
 #include "verl/core/algo_io.hpp"
 #include "verl/core/errors.hpp"
@@ -24,7 +25,9 @@
 #include <ATen/Parallel.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like_ops.h>
+#include <ATen/ops/exp.h>
 #include <ATen/ops/ones_like_ops.h>
 #include <ATen/ops/randperm_ops.h>
 #include <ATen/ops/scalar_tensor_ops.h>
@@ -91,139 +94,565 @@ inline at::Tensor zero_metric(const at::Tensor& like) {
   return at::_ops::scalar_tensor::call(0.0, at::kFloat, std::nullopt, like.device(), std::nullopt);
 }
 
-template <class T>
-struct VanillaRowStats {
-  double loss = 0, count = 0, kl = 0, clip = 0, lower = 0;
+//! Which metric tensor a fused loss reports: not at all (undefined), verl's float32 zero placeholder, or the
+//! masked mean of its accumulator.
+enum class Metric { none, zero, value };
+
+//! Contiguous CPU views of a policy loss's inputs for the fused kernels; `lp` keeps log_prob's autograd history.
+struct FusedPolicyInputs {
+  at::Tensor olp, lp, adv, mask, w;  // (B,R) each; w undefined without rollout_is_weights
+  bool need_grad = false;
 };
 
-//! One fused pass of compute_policy_loss_vanilla over contiguous CPU data. Returns std::nullopt (the caller
-//! falls back to the generic kernel) when an input is not finite, where verl's clamps would matter.
+//! The inputs of the fused CPU kernels when they apply (CPU float32/float64 of one dtype, mask bool or int64
+//! or of that dtype, no gradient wanted on old_log_prob/advantages/weights); std::nullopt otherwise (the
+//! caller runs verl's ATen operation sequence: other devices and dtypes, e.g. CUDA).
+inline std::optional<FusedPolicyInputs> fused_policy_inputs(const at::Tensor& old_log_prob, const at::Tensor& log_prob,
+                                                            const at::Tensor& advantages,
+                                                            const at::Tensor& response_mask,
+                                                            const std::optional<at::Tensor>& rollout_is_weights) {
+  const auto dt = log_prob.scalar_type();
+  if (dt != at::kFloat && dt != at::kDouble) return std::nullopt;
+  const at::Tensor none;
+  if (!all_cpu({&log_prob, &old_log_prob, &advantages, &response_mask, rollout_is_weights ? &*rollout_is_weights : &none}))
+    return std::nullopt;
+  if (old_log_prob.scalar_type() != dt || advantages.scalar_type() != dt) return std::nullopt;
+  if (rollout_is_weights && rollout_is_weights->scalar_type() != dt) return std::nullopt;
+  const auto mt = response_mask.scalar_type();
+  if (mt != at::kBool && mt != at::kLong && mt != dt) return std::nullopt;
+  const bool grad_mode = c10::GradMode::is_enabled();
+  if (grad_mode && (old_log_prob.requires_grad() || advantages.requires_grad() ||
+                    (rollout_is_weights && rollout_is_weights->requires_grad()) || response_mask.requires_grad())) {
+    return std::nullopt;
+  }
+  FusedPolicyInputs in;
+  in.need_grad = grad_mode && log_prob.requires_grad();
+  in.lp = log_prob.contiguous();  // the identity or a differentiable copy: the gradient reaches log_prob
+  in.olp = old_log_prob.detach().contiguous();
+  in.adv = advantages.detach().contiguous();
+  in.mask = response_mask.detach().contiguous();
+  if (rollout_is_weights) in.w = rollout_is_weights->detach().contiguous();
+  return in;
+}
+
+//! Calls `f.template operator()<T, M>()` with the value and mask C++ types of fused inputs.
+template <class F>
+decltype(auto) dispatch_fused(const FusedPolicyInputs& in, F&& f) {
+  const auto mt = in.mask.scalar_type();
+  const auto run = [&]<class T>(T) -> decltype(auto) {
+    if (mt == at::kBool) return f.template operator()<T, bool>();
+    if (mt == at::kLong) return f.template operator()<T, std::int64_t>();
+    return f.template operator()<T, T>();
+  };
+  return in.lp.scalar_type() == at::kFloat ? run(float{}) : run(double{});
+}
+
+//! The gradient buffer of a fused pass (undefined unless a gradient is wanted).
+inline at::Tensor grad_buffer(const FusedPolicyInputs& in) {
+  if (!in.need_grad) return {};
+  return at::_ops::empty_like::call(in.lp.detach(), std::nullopt, std::nullopt, std::nullopt, std::nullopt,
+                                    std::nullopt);  // (B,R)
+}
+
+//! Builds the PolicyLossOutput of a token-level fused loss from its row totals: agg_loss over `mode`, metrics as
+//! masked means of the accumulators (ppo_kl in log_prob's dtype, fractions in float32, or float64 for a float64
+//! mask, as verl's promotion gives), and the gradient `coef` (unscaled, per token) attached to log_prob.
 template <class T, class M>
-std::optional<PolicyLossOutput> vanilla_fused_cpu_typed(const at::Tensor& olp_t, const at::Tensor& lp_t,
-                                                        const at::Tensor& adv_t, const at::Tensor& mask_t,
-                                                        LossAggMode mode, const ActorConfig& cfg,
-                                                        const at::Tensor& w_t, bool need_grad) {
-  const std::int64_t B = lp_t.size(0), R = lp_t.size(1);
-  const T* olp = olp_t.data_ptr<T>();
-  const T* lp = lp_t.data_ptr<T>();
-  const T* adv = adv_t.data_ptr<T>();
-  const M* mask = mask_t.data_ptr<M>();
-  const T* w = w_t.defined() ? w_t.data_ptr<T>() : nullptr;
+PolicyLossOutput finish_token_loss(const FusedPolicyInputs& in, const std::vector<RowAcc>& rows, LossAggMode mode,
+                                   const GlobalBatchInfo& info, at::Tensor coef, Metric kl, Metric clip,
+                                   Metric lower) {
+  const std::int64_t B = in.lp.size(0), R = in.lp.size(1);
+  const Totals t = totals<M>(rows);
+  std::vector<double> row_scale;
+  const double loss = aggregate<M>(rows, t, mode, info, R, row_scale);
+  const auto dtype = in.lp.scalar_type();
+  const auto metric_dtype = in.mask.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  auto scalar = [&](double v, at::ScalarType dt) {
+    return at::_ops::scalar_tensor::call(v, dt, std::nullopt, in.lp.device(), std::nullopt);
+  };
+  const double den = plus_eps<M>(t.count);
+  auto metric = [&](Metric which, double sum, at::ScalarType dt) {
+    if (which == Metric::none) return at::Tensor{};
+    return which == Metric::zero ? scalar(0.0, at::kFloat) : scalar(sum / den, dt);
+  };
+  PolicyLossOutput out;
+  out.loss = scalar(loss, dtype);
+  out.ppo_kl = metric(kl, t.kl, dtype);
+  out.pg_clipfrac = metric(clip, t.clip, metric_dtype);
+  out.pg_clipfrac_lower = metric(lower, t.lower, metric_dtype);
+  if (in.need_grad) {
+    scale_rows(coef.mutable_data_ptr<T>(), B, R, row_scale);
+    out.loss = attach_grad(out.loss, coef, in.lp);
+  }
+  return out;
+}
+
+//! A token-level fused loss: `tok(b, i) -> Token<T>` per token, then finish_token_loss. std::nullopt when a
+//! token reports a non-finite input (the caller falls back to verl's ATen sequence, whose clamps then matter).
+template <class T, class M, class Tok>
+std::optional<PolicyLossOutput> fused_token_loss(const FusedPolicyInputs& in, LossAggMode mode,
+                                                 const GlobalBatchInfo& info, Metric kl, Metric clip, Metric lower,
+                                                 const Tok& tok) {
+  std::vector<RowAcc> rows;
+  at::Tensor coef = grad_buffer(in);
+  if (!token_pass<T, M>(in.lp.size(0), in.lp.size(1), in.mask.data_ptr<M>(),
+                        in.need_grad ? coef.mutable_data_ptr<T>() : nullptr, rows, tok)) {
+    return std::nullopt;
+  }
+  return finish_token_loss<T, M>(in, rows, mode, info, coef, kl, clip, lower);
+}
+
+//! Fused vanilla PPO (one pass; see compute_policy_loss_vanilla for the formula).
+template <class T, class M>
+std::optional<PolicyLossOutput> vanilla_fused(const FusedPolicyInputs& in, LossAggMode mode, const ActorConfig& cfg) {
+  const T* olp = in.olp.data_ptr<T>();
+  const T* lp = in.lp.data_ptr<T>();
+  const T* adv = in.adv.data_ptr<T>();
+  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
   // Clip bounds as verl computes them: Python doubles, cast to T by torch.clamp / the scalar multiply.
   const T lo = static_cast<T>(1.0 - cfg.low()), hi = static_cast<T>(1.0 + cfg.high());
   const T c = static_cast<T>(cfg.clip_ratio_c);
-  at::Tensor coef;
-  T* g = nullptr;
-  if (need_grad) {
-    coef = at::_ops::empty_like::call(lp_t.detach(), std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
-    g = coef.mutable_data_ptr<T>();
-  }
-  std::vector<VanillaRowStats<T>> rows(static_cast<std::size_t>(B));
-  std::vector<char> bad(static_cast<std::size_t>(B), 0);
-  at::parallel_for(0, B, 16, [&](std::int64_t b0, std::int64_t b1) {
+  return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::value, Metric::value, Metric::value,
+                                [=](std::int64_t, std::int64_t i) {
+    Token<T> k;
+    const T d = lp[i] - olp[i];
+    if (!std::isfinite(d) || !std::isfinite(adv[i])) { k.ok = false; return k; }
+    const T nak = std::clamp(d, T(-20), T(20));
+    const T r = std::exp(nak);
+    const T na = -adv[i];
+    const T l1 = na * r;
+    const T l2 = na * std::clamp(r, lo, hi);
+    const T c1 = std::max(l1, l2);
+    const T l3 = na * c;
+    const bool negative = adv[i] < T(0);
+    // d(pg)/d(log_prob) by autograd's rules for clamp (inclusive bounds), maximum/minimum (ties split).
+    const T dr = (d < T(-20) || d > T(20)) ? T(0) : r;
+    T dc1 = max_grad(l1, na * dr, l2, (r >= lo && r <= hi) ? na * dr : T(0));
+    T pg = c1;
+    if (negative) {
+      pg = std::min(l3, c1);
+      dc1 = min_grad(l3, T(0), c1, dc1);
+    }
+    if (w) { pg *= w[i]; dc1 *= w[i]; }
+    k.pg = pg;
+    k.dpg = dc1;
+    k.kl = -static_cast<double>(nak);
+    k.clip = (l2 > l1) ? 1.0 : 0.0;
+    k.lower = (c1 > l3 && negative) ? 1.0 : 0.0;
+    return k;
+  });
+}
+
+//! Fused GSPO: a per-row pass for the sequence log-ratio, then one token pass.
+template <class T, class M>
+std::optional<PolicyLossOutput> gspo_fused(const FusedPolicyInputs& in, const ActorConfig& cfg) {
+  const std::int64_t B = in.lp.size(0), R = in.lp.size(1);
+  const T* olp = in.olp.data_ptr<T>();
+  const T* lp = in.lp.data_ptr<T>();
+  const T* adv = in.adv.data_ptr<T>();
+  const M* mask = in.mask.data_ptr<M>();
+  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
+  const T lo = static_cast<T>(1.0 - cfg.low()), hi = static_cast<T>(1.0 + cfg.high());
+  std::vector<T> seq_ratio(static_cast<std::size_t>(B)), seq_gate(static_cast<std::size_t>(B));
+  std::atomic<bool> bad{false};
+  parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t b = b0; b < b1; ++b) {
-      VanillaRowStats<T> s;
-      const std::int64_t off = b * R;
-      for (std::int64_t t = 0; t < R; ++t) {
-        const std::int64_t i = off + t;
+      double s = 0, n = 0;
+      for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
         const T d = lp[i] - olp[i];
-        if (!std::isfinite(d) || !std::isfinite(adv[i])) { bad[b] = 1; break; }
-        const T nak = std::clamp(d, T(-20), T(20));
-        const T r = std::exp(nak);
-        const T na = -adv[i];
-        const T l1 = na * r;
-        const T l2 = na * std::clamp(r, lo, hi);
-        const T c1 = std::max(l1, l2);
-        const T l3 = na * c;
-        const bool negative = adv[i] < T(0);
-        T pg = c1;
-        // d(pg)/d(log_prob) by autograd's rules for clamp (inclusive bounds), maximum/minimum (ties split).
-        T dc1 = (l2 > l1) ? T(0) : na * r;
-        if (negative) {
-          pg = std::min(l3, c1);
-          dc1 = (c1 < l3) ? dc1 : (c1 == l3 ? dc1 * T(0.5) : T(0));
-        }
-        if (d < T(-20) || d > T(20)) dc1 = T(0);
-        if (w) { pg *= w[i]; dc1 *= w[i]; }
+        if (!std::isfinite(d)) bad.store(true, std::memory_order_relaxed);
+        s += static_cast<double>(d) * static_cast<double>(mask[i]);
+        n += static_cast<double>(mask[i]);
+      }
+      // verl: (nak * mask).sum(-1) / mask.sum(-1).clamp_min(1); then exp(min(sg + lp - sg[lp], 10)).
+      const T nks = static_cast<T>(s / std::max(n, 1.0));
+      seq_ratio[static_cast<std::size_t>(b)] = std::exp(std::min(nks, T(10)));
+      seq_gate[static_cast<std::size_t>(b)] = nks <= T(10) ? T(1) : T(0);  // clamp_max passes the gradient
+    }
+  });
+  if (bad.load()) return std::nullopt;
+  return fused_token_loss<T, M>(in, LossAggMode::seq_mean_token_mean, cfg.global_batch_info, Metric::value,
+                                Metric::value, Metric::zero, [&](std::int64_t b, std::int64_t i) {
+    Token<T> k;
+    if (!std::isfinite(adv[i])) { k.ok = false; return k; }
+    const T s = seq_ratio[static_cast<std::size_t>(b)];
+    const T ds = s * seq_gate[static_cast<std::size_t>(b)];
+    const T na = -adv[i];
+    const T l1 = na * s;
+    const T l2 = na * std::clamp(s, lo, hi);
+    T pg = std::max(l1, l2);
+    T dpg = max_grad(l1, na * ds, l2, (s >= lo && s <= hi) ? na * ds : T(0));
+    if (w) { pg *= w[i]; dpg *= w[i]; }
+    k.pg = pg;
+    k.dpg = dpg;
+    k.kl = -static_cast<double>(lp[i] - olp[i]);
+    k.clip = (l2 > l1) ? 1.0 : 0.0;
+    return k;
+  });
+}
+
+//! Fused SAPO (one pass).
+template <class T, class M>
+std::optional<PolicyLossOutput> sapo_fused(const FusedPolicyInputs& in, const ActorConfig& cfg) {
+  const T* olp = in.olp.data_ptr<T>();
+  const T* lp = in.lp.data_ptr<T>();
+  const T* adv = in.adv.data_ptr<T>();
+  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
+  const T tau_pos = static_cast<T>(cfg.tau_pos), tau_neg = static_cast<T>(cfg.tau_neg);
+  // verl's `4.0 / taus` is taus.reciprocal() * 4.0.
+  const T c_pos = (T(1) / tau_pos) * T(4), c_neg = (T(1) / tau_neg) * T(4);
+  return fused_token_loss<T, M>(in, LossAggMode::seq_mean_token_mean, cfg.global_batch_info, Metric::value,
+                                Metric::zero, Metric::zero, [=](std::int64_t, std::int64_t i) {
+    Token<T> k;
+    const T d = lp[i] - olp[i];
+    if (!std::isfinite(d) || !std::isfinite(adv[i])) { k.ok = false; return k; }
+    const T nak = std::clamp(d, T(-20), T(20));
+    const T r = std::exp(nak);
+    const bool pos = adv[i] > T(0);
+    const T tau = pos ? tau_pos : tau_neg;
+    const T cc = pos ? c_pos : c_neg;
+    const T sig = T(1) / (T(1) + std::exp(-(tau * (r - T(1)))));
+    const T gate = sig * cc;
+    T pg = -gate * adv[i];
+    const T dr = (d < T(-20) || d > T(20)) ? T(0) : r;
+    T dpg = -adv[i] * (cc * (sig * (T(1) - sig)) * tau * dr);
+    if (w) { pg *= w[i]; dpg *= w[i]; }
+    k.pg = pg;
+    k.dpg = dpg;
+    k.kl = -static_cast<double>(nak);
+    return k;
+  });
+}
+
+//! Fused GPG (one pass).
+template <class T, class M>
+std::optional<PolicyLossOutput> gpg_fused(const FusedPolicyInputs& in, LossAggMode mode, const ActorConfig& cfg) {
+  const T* lp = in.lp.data_ptr<T>();
+  const T* adv = in.adv.data_ptr<T>();
+  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
+  return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::none, Metric::none, Metric::none,
+                                [=](std::int64_t, std::int64_t i) {
+    Token<T> k;
+    if (!std::isfinite(lp[i]) || !std::isfinite(adv[i])) { k.ok = false; return k; }
+    k.pg = -lp[i] * adv[i];
+    k.dpg = -adv[i];
+    if (w) { k.pg *= w[i]; k.dpg *= w[i]; }
+    return k;
+  });
+}
+
+//! Fused CISPO (one pass).
+template <class T, class M>
+std::optional<PolicyLossOutput> cispo_fused(const FusedPolicyInputs& in, LossAggMode mode, const ActorConfig& cfg) {
+  const T* olp = in.olp.data_ptr<T>();
+  const T* lp = in.lp.data_ptr<T>();
+  const T* adv = in.adv.data_ptr<T>();
+  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
+  const T lo = static_cast<T>(1.0 - cfg.low()), hi = static_cast<T>(1.0 + cfg.high());
+  return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::value, Metric::value, Metric::zero,
+                                [=](std::int64_t, std::int64_t i) {
+    Token<T> k;
+    const T d = lp[i] - olp[i];
+    if (!std::isfinite(d) || !std::isfinite(adv[i]) || !std::isfinite(lp[i])) { k.ok = false; return k; }
+    const T nak = std::clamp(d, T(-20), T(20));
+    const T r = std::exp(nak);
+    const T cr = std::clamp(r, lo, hi);
+    k.dpg = -cr * adv[i];
+    k.pg = k.dpg * lp[i];
+    if (w) { k.pg *= w[i]; k.dpg *= w[i]; }
+    k.kl = -static_cast<double>(nak);
+    k.clip = (r != cr) ? 1.0 : 0.0;
+    return k;
+  });
+}
+
+//! Fused GMPO (geo_mean): per-row sums in one pass, the per-sequence loss, then (for the gradient) one more pass.
+template <class T, class M>
+std::optional<PolicyLossOutput> geo_mean_fused(const FusedPolicyInputs& in, const ActorConfig& cfg) {
+  const std::int64_t B = in.lp.size(0), R = in.lp.size(1);
+  const T* olp = in.olp.data_ptr<T>();
+  const T* lp = in.lp.data_ptr<T>();
+  const T* adv = in.adv.data_ptr<T>();
+  const M* mask = in.mask.data_ptr<M>();
+  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
+  const T lo = static_cast<T>(-cfg.low()), hi = static_cast<T>(cfg.high());
+  struct Row { double nak_min = 0, adv = 0, logw = 0, n = 0, kl = 0, clip_pos = 0, clip_neg = 0; };
+  std::vector<Row> rows(static_cast<std::size_t>(B));
+  std::atomic<bool> bad{false};
+  // d' = sgn(A) min(sgn(A) d, sgn(A) clamp(d, -low, high)) and its derivative w.r.t. d (autograd's split).
+  const auto nak_min = [=](T d, T a, T* dd) {
+    const T sgn = a > T(0) ? T(1) : (a < T(0) ? T(-1) : T(0));
+    const T dc = std::clamp(d, lo, hi);
+    const T x = sgn * d, y = sgn * dc;
+    if (dd) *dd = sgn * min_grad(x, sgn, y, (d >= lo && d <= hi) ? sgn : T(0));
+    return sgn * std::min(x, y);
+  };
+  parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      Row s;
+      for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
+        const T d = lp[i] - olp[i];
+        if (!std::isfinite(d) || !std::isfinite(adv[i])) { bad.store(true, std::memory_order_relaxed); break; }
         const double m = static_cast<double>(mask[i]);
-        if (g) g[i] = static_cast<T>(dc1 * static_cast<T>(m));
+        s.nak_min += static_cast<double>(nak_min(d, adv[i], nullptr)) * m;
+        s.adv += static_cast<double>(adv[i]) * m;
+        if (w) s.logw += static_cast<double>(std::log(w[i] + static_cast<T>(1e-10))) * m;
+        s.n += m;
         if (m == 0.0) continue;
-        s.loss += static_cast<double>(pg) * m;
-        s.count += m;
-        s.kl += -static_cast<double>(nak) * m;
-        s.clip += (l2 > l1) ? m : 0.0;
-        s.lower += (c1 > l3 && negative) ? m : 0.0;
+        s.kl += -static_cast<double>(d) * m;
+        const bool clipped = d != std::clamp(d, lo, hi);
+        s.clip_pos += (clipped && adv[i] > T(0)) ? m : 0.0;
+        s.clip_neg += (clipped && adv[i] < T(0)) ? m : 0.0;
       }
       rows[static_cast<std::size_t>(b)] = s;
     }
   });
-  for (char x : bad) {
-    if (x) return std::nullopt;
-  }
-  // `count + 1e-8` as verl evaluates it: in the mask's dtype when floating, else in float32 (int64 + 1e-8).
-  using C = std::conditional_t<std::is_floating_point_v<M>, M, float>;
-  const auto plus_eps = [](double n) { return static_cast<double>(static_cast<C>(n) + static_cast<C>(1e-8)); };
-  // Row reductions in a fixed order: deterministic for any thread count.
-  double loss_sum = 0, count = 0, kl = 0, clip = 0, lower = 0, seq_count = 0, seq_mean_sum = 0;
-  std::vector<double> row_scale(static_cast<std::size_t>(B), 0.0);
+  if (bad.load()) return std::nullopt;
+  double loss = 0, n = 0, kl = 0, clip_pos = 0, clip_neg = 0;
+  std::vector<double> factor(static_cast<std::size_t>(B));  // d loss / d (sum_t m d'_t) per row
   for (std::int64_t b = 0; b < B; ++b) {
     const auto& s = rows[static_cast<std::size_t>(b)];
-    loss_sum += s.loss; count += s.count; kl += s.kl; clip += s.clip; lower += s.lower;
-    if (s.count > 0) { seq_count += 1; seq_mean_sum += s.loss / plus_eps(s.count); }
+    const double den = plus_eps<M>(s.n);
+    const double ratio = std::exp(s.nak_min / den);
+    double pg = -(s.adv / den) * ratio;
+    if (w) pg *= std::exp(s.logw / den);
+    loss += pg;
+    factor[static_cast<std::size_t>(b)] = pg / den / static_cast<double>(B);  // d(-a e^x)/dx = -a e^x
+    n += s.n; kl += s.kl; clip_pos += s.clip_pos; clip_neg += s.clip_neg;
   }
-  const auto& info = cfg.global_batch_info;
-  const double dp = static_cast<double>(info.dp_size);
-  double loss = 0;
-  const char* missing = nullptr;
-  switch (mode) {
-    case LossAggMode::token_mean: {
-      if (!info.batch_num_tokens && info.dp_size > 1) { missing = "batch_num_tokens"; break; }
-      const double n = info.batch_num_tokens.value_or(count);
-      loss = loss_sum / n * dp;
-      std::fill(row_scale.begin(), row_scale.end(), dp / n);
-      break;
-    }
-    case LossAggMode::seq_mean_token_sum:
-    case LossAggMode::seq_mean_token_sum_norm:
-    case LossAggMode::seq_mean_token_mean: {
-      if (!info.global_batch_size && info.dp_size > 1) { missing = "global_batch_size"; break; }
-      const double s = info.global_batch_size.value_or(seq_count);
-      const double f = mode == LossAggMode::seq_mean_token_sum_norm
-                           ? info.loss_scale_factor.value_or(static_cast<double>(R)) : 1.0;
-      loss = (mode == LossAggMode::seq_mean_token_mean ? seq_mean_sum : loss_sum) / s * dp / f;
-      for (std::int64_t b = 0; b < B; ++b) {
-        const double n = rows[static_cast<std::size_t>(b)].count;
-        row_scale[static_cast<std::size_t>(b)] =
-            n > 0 ? (mode == LossAggMode::seq_mean_token_mean ? 1.0 / plus_eps(n) : 1.0) * dp / s / f : 0.0;
-      }
-      break;
-    }
-  }
-  verl::detail::check<ConfigError>(missing == nullptr, "verl::core_algos::agg_loss: \"", to_string(mode),
-                                   "\" with dp_size = ", info.dp_size, " needs the global `",
-                                   missing ? missing : "", "` in GlobalBatchInfo");
-  const auto dtype = lp_t.scalar_type();
-  const auto metric_dtype = mask_t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  loss /= static_cast<double>(B);
+  const auto dtype = in.lp.scalar_type();
+  const auto metric_dtype = in.mask.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   auto scalar = [&](double v, at::ScalarType dt) {
-    return at::_ops::scalar_tensor::call(v, dt, std::nullopt, lp_t.device(), std::nullopt);
+    return at::_ops::scalar_tensor::call(v, dt, std::nullopt, in.lp.device(), std::nullopt);
   };
+  const double den = plus_eps<M>(n);
   PolicyLossOutput out;
-  out.ppo_kl = scalar(kl / plus_eps(count), dtype);
-  out.pg_clipfrac = scalar(clip / plus_eps(count), metric_dtype);
-  out.pg_clipfrac_lower = scalar(lower / plus_eps(count), metric_dtype);
   out.loss = scalar(loss, dtype);
-  if (need_grad) {
-    // Straight-through attachment: the value is exactly `loss` (lp - lp.detach() is 0 for finite lp) and the
-    // gradient w.r.t. log_prob is coef, the autograd gradient of verl's expression.
-    at::parallel_for(0, B, 64, [&](std::int64_t b0, std::int64_t b1) {
+  out.pg_clipfrac = scalar(clip_pos / den, metric_dtype);
+  out.pg_clipfrac_lower = scalar(clip_neg / den, metric_dtype);
+  out.ppo_kl = scalar(kl / den, dtype);
+  if (in.need_grad) {
+    at::Tensor coef = grad_buffer(in);  // (B,R)
+    T* g = coef.mutable_data_ptr<T>();
+    parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
       for (std::int64_t b = b0; b < b1; ++b) {
-        const T scale = static_cast<T>(row_scale[static_cast<std::size_t>(b)]);
-        for (std::int64_t t = 0; t < R; ++t) g[b * R + t] *= scale;
+        const T f = static_cast<T>(factor[static_cast<std::size_t>(b)]);
+        for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
+          T dd{};
+          (void)nak_min(lp[i] - olp[i], adv[i], &dd);
+          g[i] = f * dd * static_cast<T>(mask[i]);
+        }
       }
     });
-    out.loss = out.loss + (coef * (lp_t - lp_t.detach())).sum();  // () value unchanged, d/d log_prob = coef
+    out.loss = attach_grad(out.loss, coef, in.lp);
   }
   return out;
+}
+
+//! Walks a sorted list of selected flat indices alongside a row-major token pass: `hit(b, i)` is true when i
+//! is selected. Rows must be visited by one thread each, in increasing i (token_pass does).
+class SelectedCursor {
+ public:
+  SelectedCursor(const std::vector<std::int64_t>& sorted, std::int64_t B, std::int64_t R) : sel_(sorted) {
+    pos_.resize(static_cast<std::size_t>(B));
+    for (std::int64_t b = 0; b < B; ++b) {
+      pos_[static_cast<std::size_t>(b)] =
+          static_cast<std::size_t>(std::lower_bound(sel_.begin(), sel_.end(), b * R) - sel_.begin());
+    }
+  }
+  bool hit(std::int64_t b, std::int64_t i) const {
+    auto& p = pos_[static_cast<std::size_t>(b)];
+    if (p < sel_.size() && sel_[p] == i) { ++p; return true; }
+    return false;
+  }
+
+ private:
+  const std::vector<std::int64_t>& sel_;
+  mutable std::vector<std::size_t> pos_;
+};
+
+//! Fused Clip-Cov with verl's selection semantics exactly: the two masked means are ATen sums of the exact
+//! summands (so cov has verl's bits), the ratio is ATen's exp of the same log-ratio tensor (so the PPO-clip
+//! exclusion is verl's), the candidates are listed in nonzero()'s row-major order and permuted by the same
+//! randperm call; only the final loss/metric reductions are the fused double-accumulator ones.
+template <class T, class M>
+std::optional<PolicyLossOutput> clip_cov_fused(const FusedPolicyInputs& in, LossAggMode mode, const ActorConfig& cfg) {
+  const std::int64_t B = in.lp.size(0), R = in.lp.size(1);
+  const T* olp = in.olp.data_ptr<T>();
+  const T* lp = in.lp.data_ptr<T>();
+  const T* adv = in.adv.data_ptr<T>();
+  const M* mask = in.mask.data_ptr<M>();
+  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
+  const auto& pl = cfg.policy_loss;
+  const auto opts = at::TensorOptions().dtype(in.lp.scalar_type());
+  // Pass 1: masked_sum summands of advantages and log_prob (rows 0 and 1 of one scratch), log-ratio, count.
+  at::Tensor scratch = at::empty({2, B * R}, opts);  // (2, B*R)
+  at::Tensor ratio = at::empty({B, R}, opts);        // (B,R) log-ratio, then exp in place
+  T* sa = scratch.mutable_data_ptr<T>();
+  T* sl = sa + B * R;
+  T* rp = ratio.mutable_data_ptr<T>();
+  std::atomic<std::int64_t> count{0};
+  std::atomic<bool> bad{false};
+  parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+    std::int64_t c = 0;
+    for (std::int64_t i = b0 * R; i < b1 * R; ++i) {
+      if (!std::isfinite(lp[i]) || !std::isfinite(olp[i]) || !std::isfinite(adv[i])) bad.store(true);
+      sa[i] = masked_term<T, M>(adv[i], mask[i]);
+      sl[i] = masked_term<T, M>(lp[i], mask[i]);
+      rp[i] = lp[i] - olp[i];
+      if constexpr (!std::is_floating_point_v<M>) c += static_cast<std::int64_t>(mask[i]);
+    }
+    count.fetch_add(c);
+  });
+  if (bad.load()) return std::nullopt;
+  const at::Tensor mask_sum = mask_total<M>(in.mask, count.load());          // ()
+  const T mean_a = scratch.select(0, 0).sum().div(mask_sum.add(1e-8)).template item<T>();
+  const T mean_l = scratch.select(0, 1).sum().div(mask_sum.add(1e-8)).template item<T>();
+  scratch.reset();
+  at::exp_(ratio);  // (B,R) ATen's exp, as verl's torch.exp
+  const T lo = static_cast<T>(1.0 - cfg.low()), hi = static_cast<T>(1.0 + cfg.high());
+  const T lb = static_cast<T>(pl.clip_cov_lb), ub = static_cast<T>(pl.clip_cov_ub);
+  // Pass 2: candidates (valid, not clipped by the PPO clip, lb < cov < ub) per row, then in row-major order.
+  const auto candidate = [=](std::int64_t i) {
+    if (!(mask[i] > M(0))) return false;
+    const T na = -adv[i];
+    if (na * std::clamp(rp[i], lo, hi) > na * rp[i]) return false;  // clip_by_origin -> cov = -inf
+    const T cov = (adv[i] - mean_a) * (lp[i] - mean_l);
+    return cov < ub && cov > lb;
+  };
+  std::vector<std::int64_t> per_row(static_cast<std::size_t>(B) + 1, 0);
+  parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      std::int64_t c = 0;
+      for (std::int64_t i = b * R, e = i + R; i < e; ++i) c += candidate(i) ? 1 : 0;
+      per_row[static_cast<std::size_t>(b) + 1] = c;
+    }
+  });
+  for (std::size_t b = 1; b < per_row.size(); ++b) per_row[b] += per_row[b - 1];
+  const std::int64_t candidates = per_row.back();
+  std::vector<std::int64_t> selected;
+  if (candidates > 0) {
+    std::vector<std::int64_t> linear(static_cast<std::size_t>(candidates));
+    parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+      for (std::int64_t b = b0; b < b1; ++b) {
+        auto o = static_cast<std::size_t>(per_row[static_cast<std::size_t>(b)]);
+        for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
+          if (candidate(i)) linear[o++] = i;
+        }
+      }
+    });
+    const auto clip_num = std::max<std::int64_t>(static_cast<std::int64_t>(pl.clip_cov_ratio * mask_sum.item<double>()), 1);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(pl.clip_cov_seed);
+    const auto perm = at::_ops::randperm_generator::call(candidates, gen, at::kLong, std::nullopt, at::kCPU,
+                                                         std::nullopt);  // (K,)
+    const std::int64_t* pp = perm.data_ptr<std::int64_t>();
+    const std::int64_t take = std::min(clip_num, candidates);
+    selected.reserve(static_cast<std::size_t>(take));
+    for (std::int64_t j = 0; j < take; ++j) selected.push_back(linear[static_cast<std::size_t>(pp[j])]);
+    std::sort(selected.begin(), selected.end());
+  }
+  const SelectedCursor cut(selected, B, R);
+  return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::value, Metric::value, Metric::none,
+                                [&](std::int64_t b, std::int64_t i) {
+    Token<T> k;
+    k.kl = -static_cast<double>(lp[i] - olp[i]);
+    if (cut.hit(b, i)) {  // corr = 0: loss and gradient cut
+      k.clip = 1.0;
+      return k;
+    }
+    const T r = rp[i];
+    const T na = -adv[i];
+    const T l1 = na * r;
+    const T l2 = na * std::clamp(r, lo, hi);
+    k.pg = std::max(l1, l2);
+    k.dpg = max_grad(l1, na * r, l2, (r >= lo && r <= hi) ? na * r : T(0));
+    if (w) { k.pg *= w[i]; k.dpg *= w[i]; }
+    return k;
+  });
+}
+
+//! Fused KL-Cov with verl's top-k semantics exactly: the valid advantages and log-probs are compacted in
+//! row-major order (masked_select's), their means and the covariance are ATen's / verl's arithmetic on the same
+//! values, and torch.topk picks the k tokens; the loss pass is fused.
+template <class T, class M>
+std::optional<PolicyLossOutput> kl_cov_fused(const FusedPolicyInputs& in, LossAggMode mode, const ActorConfig& cfg) {
+  const std::int64_t B = in.lp.size(0), R = in.lp.size(1);
+  const T* olp = in.olp.data_ptr<T>();
+  const T* lp = in.lp.data_ptr<T>();
+  const T* adv = in.adv.data_ptr<T>();
+  const M* mask = in.mask.data_ptr<M>();
+  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
+  const auto& pl = cfg.policy_loss;
+  std::vector<std::int64_t> per_row(static_cast<std::size_t>(B) + 1, 0);
+  std::atomic<bool> bad{false};
+  parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      std::int64_t c = 0;
+      for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
+        if (!std::isfinite(lp[i]) || !std::isfinite(olp[i]) || !std::isfinite(adv[i])) bad.store(true);
+        c += mask[i] > M(0) ? 1 : 0;
+      }
+      per_row[static_cast<std::size_t>(b) + 1] = c;
+    }
+  });
+  if (bad.load()) return std::nullopt;
+  for (std::size_t b = 1; b < per_row.size(); ++b) per_row[b] += per_row[b - 1];
+  const std::int64_t n = per_row.back();
+  std::vector<std::int64_t> selected;
+  if (n > 0) {
+    at::Tensor packed = at::empty({2, n}, at::TensorOptions().dtype(in.lp.scalar_type()));  // (2,n) adv, log_prob
+    T* pa = packed.mutable_data_ptr<T>();
+    T* pl_ = pa + n;
+    parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+      for (std::int64_t b = b0; b < b1; ++b) {
+        auto o = per_row[static_cast<std::size_t>(b)];
+        for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
+          if (mask[i] > M(0)) { pa[o] = adv[i]; pl_[o] = lp[i]; ++o; }
+        }
+      }
+    });
+    const T mean_a = packed.select(0, 0).mean().template item<T>();
+    const T mean_l = packed.select(0, 1).mean().template item<T>();
+    parallel_rows(1, n, [&](std::int64_t, std::int64_t) {
+      for (std::int64_t j = 0; j < n; ++j) pa[j] = (pa[j] - mean_a) * (pl_[j] - mean_l);  // cov, in place
+    });
+    const auto k = std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(n) * pl.kl_cov_ratio));
+    const auto large = std::get<1>(packed.select(0, 0).topk(k, -1, /*largest=*/true)).contiguous();  // (k,)
+    const std::int64_t* lp_idx = large.data_ptr<std::int64_t>();
+    selected.reserve(static_cast<std::size_t>(k));
+    for (std::int64_t j = 0; j < large.numel(); ++j) {
+      // The flat index of the j-th valid token: its row by binary search over the prefix counts.
+      const std::int64_t v = lp_idx[j];
+      const auto row = static_cast<std::int64_t>(std::upper_bound(per_row.begin(), per_row.end(), v) - per_row.begin()) - 1;
+      std::int64_t seen = per_row[static_cast<std::size_t>(row)];
+      for (std::int64_t i = row * R;; ++i) {
+        if (mask[i] > M(0)) {
+          if (seen == v) { selected.push_back(i); break; }
+          ++seen;
+        }
+      }
+    }
+    std::sort(selected.begin(), selected.end());
+  }
+  const SelectedCursor pick(selected, B, R);
+  const T coef = static_cast<T>(pl.ppo_kl_coef);
+  return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::value, Metric::none, Metric::none,
+                                [&](std::int64_t b, std::int64_t i) {
+    Token<T> k;
+    const T d = lp[i] - olp[i];
+    const T r = std::exp(d);
+    const T na = -adv[i];
+    k.pg = na * r;
+    k.dpg = na * r;
+    if (pick.hit(b, i)) {
+      k.pg = k.pg + std::abs(d) * coef;
+      k.dpg += (d > T(0) ? coef : (d < T(0) ? -coef : T(0)));
+    }
+    if (w) { k.pg *= w[i]; k.dpg *= w[i]; }
+    k.kl = std::abs(static_cast<double>(d));
+    return k;
+  });
 }
 
 //! Generic vanilla PPO kernel: verl's operations one by one (any device/dtype; exact element-wise parity).
@@ -254,42 +683,6 @@ inline PolicyLossOutput vanilla_generic(const at::Tensor& old_log_prob, const at
   return out;
 }
 
-//! The fused CPU kernel when the inputs allow it (contiguous CPU float32/float64 of one dtype, mask bool or of
-//! int64 or of that dtype, no gradient wanted on old_log_prob/advantages, finite inputs); std::nullopt otherwise.
-inline std::optional<PolicyLossOutput> vanilla_fused_cpu(const at::Tensor& old_log_prob, const at::Tensor& log_prob,
-                                                         const at::Tensor& advantages, const at::Tensor& response_mask,
-                                                         LossAggMode loss_agg_mode, const ActorConfig& config,
-                                                         const std::optional<at::Tensor>& rollout_is_weights) {
-  const auto dt = log_prob.scalar_type();
-  if (dt != at::kFloat && dt != at::kDouble) return std::nullopt;
-  const auto all_cpu = log_prob.is_cpu() && old_log_prob.is_cpu() && advantages.is_cpu() && response_mask.is_cpu() &&
-                       (!rollout_is_weights || rollout_is_weights->is_cpu());
-  if (!all_cpu || old_log_prob.scalar_type() != dt || advantages.scalar_type() != dt) return std::nullopt;
-  if (rollout_is_weights && rollout_is_weights->scalar_type() != dt) return std::nullopt;
-  const auto mt = response_mask.scalar_type();
-  if (mt != at::kBool && mt != at::kLong && mt != dt) return std::nullopt;
-  const bool grad_mode = c10::GradMode::is_enabled();
-  if (grad_mode && (old_log_prob.requires_grad() || advantages.requires_grad() ||
-                    (rollout_is_weights && rollout_is_weights->requires_grad()) || response_mask.requires_grad())) {
-    return std::nullopt;
-  }
-  const bool need_grad = grad_mode && log_prob.requires_grad();
-  // log_prob keeps its autograd history (contiguous() is the identity or a differentiable copy): the kernel
-  // reads its data and attaches the gradient to it.
-  const auto lp = log_prob.contiguous();
-  const auto olp = old_log_prob.detach().contiguous();
-  const auto adv = advantages.detach().contiguous(), mask = response_mask.detach().contiguous();
-  const auto w = rollout_is_weights ? rollout_is_weights->detach().contiguous() : at::Tensor{};
-  const auto run = [&]<class T>(T) -> std::optional<PolicyLossOutput> {
-    if (mt == at::kBool) return vanilla_fused_cpu_typed<T, bool>(olp, lp, adv, mask, loss_agg_mode, config, w, need_grad);
-    if (mt == at::kLong) {
-      return vanilla_fused_cpu_typed<T, std::int64_t>(olp, lp, adv, mask, loss_agg_mode, config, w, need_grad);
-    }
-    return vanilla_fused_cpu_typed<T, T>(olp, lp, adv, mask, loss_agg_mode, config, w, need_grad);
-  };
-  return dt == at::kFloat ? run(float{}) : run(double{});
-}
-
 }  // namespace detail
 
 //! Vanilla PPO clip loss with asymmetric clip ratios and dual-clip (verl 0.7.1,
@@ -309,9 +702,11 @@ inline std::optional<PolicyLossOutput> vanilla_fused_cpu(const at::Tensor& old_l
   detail::check_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights, owner);
   verl::detail::check<ConfigError>(config.clip_ratio_c > 1.0, owner, ": clip_ratio_c is ", config.clip_ratio_c,
                                    ", the dual-clip lower bound must be greater than 1.0");
-  if (auto fused = detail::vanilla_fused_cpu(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode,
-                                             config, rollout_is_weights)) {
-    return *std::move(fused);
+  if (auto in = detail::fused_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights)) {
+    auto fused = detail::dispatch_fused(*in, [&]<class T, class M>() {
+      return detail::vanilla_fused<T, M>(*in, loss_agg_mode, config);
+    });
+    if (fused) return *std::move(fused);
   }
   return detail::vanilla_generic(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config,
                                  rollout_is_weights);
@@ -331,6 +726,10 @@ inline std::optional<PolicyLossOutput> vanilla_fused_cpu(const at::Tensor& old_l
   (void)loss_agg_mode;  // verl forces seq-mean-token-mean
   detail::check_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights,
                               "verl::core_algos::compute_policy_loss_gspo");
+  if (auto in = detail::fused_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights)) {
+    auto fused = detail::dispatch_fused(*in, [&]<class T, class M>() { return detail::gspo_fused<T, M>(*in, config); });
+    if (fused) return *std::move(fused);
+  }
   const auto negative_approx_kl = log_prob - old_log_prob;                               // (B,R)
   const auto seq_lengths = response_mask.sum(-1).clamp_min(1);                           // (B,)
   const auto negative_approx_kl_seq = (negative_approx_kl * response_mask).sum(-1) / seq_lengths;  // (B,)
@@ -363,6 +762,10 @@ inline std::optional<PolicyLossOutput> vanilla_fused_cpu(const at::Tensor& old_l
   (void)loss_agg_mode;  // verl forces seq-mean-token-mean
   detail::check_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights,
                               "verl::core_algos::compute_policy_loss_sapo");
+  if (auto in = detail::fused_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights)) {
+    auto fused = detail::dispatch_fused(*in, [&]<class T, class M>() { return detail::sapo_fused<T, M>(*in, config); });
+    if (fused) return *std::move(fused);
+  }
   const auto scalar = [&](double v) {
     return at::_ops::scalar_tensor::call(v, advantages.scalar_type(), std::nullopt, advantages.device(), std::nullopt);
   };
@@ -390,6 +793,10 @@ inline std::optional<PolicyLossOutput> vanilla_fused_cpu(const at::Tensor& old_l
     const ActorConfig& config = {}, const std::optional<at::Tensor>& rollout_is_weights = std::nullopt) {
   detail::check_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights,
                               "verl::core_algos::compute_policy_loss_gpg");
+  if (auto in = detail::fused_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights)) {
+    auto fused = detail::dispatch_fused(*in, [&]<class T, class M>() { return detail::gpg_fused<T, M>(*in, loss_agg_mode, config); });
+    if (fused) return *std::move(fused);
+  }
   auto pg_losses = -log_prob * advantages;  // (B,R)
   if (rollout_is_weights) pg_losses = pg_losses * *rollout_is_weights;
   PolicyLossOutput out;
@@ -417,6 +824,10 @@ inline std::optional<PolicyLossOutput> vanilla_fused_cpu(const at::Tensor& old_l
   const auto& pl = config.policy_loss;
   verl::detail::check<ConfigError>(pl.clip_cov_ratio > 0, owner, ": clip_cov_ratio is ", pl.clip_cov_ratio,
                                    ", expected a value larger than 0");
+  if (auto in = detail::fused_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights)) {
+    auto fused = detail::dispatch_fused(*in, [&]<class T, class M>() { return detail::clip_cov_fused<T, M>(*in, loss_agg_mode, config); });
+    if (fused) return *std::move(fused);
+  }
   const auto negative_approx_kl = log_prob - old_log_prob;                              // (B,R)
   const auto ratio = negative_approx_kl.exp();                                          // (B,R)
   const auto ppo_kl = functional::masked_mean(-negative_approx_kl, response_mask);      // ()
@@ -468,6 +879,10 @@ inline std::optional<PolicyLossOutput> vanilla_fused_cpu(const at::Tensor& old_l
   const auto& pl = config.policy_loss;
   verl::detail::check<ConfigError>(pl.kl_cov_ratio > 0, owner, ": kl_cov_ratio is ", pl.kl_cov_ratio,
                                    ", expected a value larger than 0");
+  if (auto in = detail::fused_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights)) {
+    auto fused = detail::dispatch_fused(*in, [&]<class T, class M>() { return detail::kl_cov_fused<T, M>(*in, loss_agg_mode, config); });
+    if (fused) return *std::move(fused);
+  }
   const auto negative_approx_kl = log_prob - old_log_prob;                              // (B,R)
   const auto abs_kl = negative_approx_kl.abs();                                         // (B,R)
   const auto ratio = negative_approx_kl.exp();                                          // (B,R)
@@ -514,6 +929,10 @@ inline std::optional<PolicyLossOutput> vanilla_fused_cpu(const at::Tensor& old_l
   (void)loss_agg_mode;  // not used by verl
   detail::check_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights,
                               "verl::core_algos::compute_policy_loss_geo_mean");
+  if (auto in = detail::fused_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights)) {
+    auto fused = detail::dispatch_fused(*in, [&]<class T, class M>() { return detail::geo_mean_fused<T, M>(*in, config); });
+    if (fused) return *std::move(fused);
+  }
   const auto negative_approx_kl = log_prob - old_log_prob;                               // (B,R)
   const auto ppo_kl = functional::masked_mean(-negative_approx_kl, response_mask);       // ()
   const auto sgn = advantages.sign();                                                    // (B,R)
@@ -548,6 +967,10 @@ inline std::optional<PolicyLossOutput> vanilla_fused_cpu(const at::Tensor& old_l
     const ActorConfig& config = {}, const std::optional<at::Tensor>& rollout_is_weights = std::nullopt) {
   detail::check_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights,
                               "verl::core_algos::compute_policy_loss_cispo");
+  if (auto in = detail::fused_policy_inputs(old_log_prob, log_prob, advantages, response_mask, rollout_is_weights)) {
+    auto fused = detail::dispatch_fused(*in, [&]<class T, class M>() { return detail::cispo_fused<T, M>(*in, loss_agg_mode, config); });
+    if (fused) return *std::move(fused);
+  }
   const auto negative_approx_kl = (log_prob - old_log_prob).clamp(-20.0, 20.0);         // (B,R)
   const auto ratio = negative_approx_kl.exp();                                          // (B,R)
   const auto ppo_kl = functional::masked_mean(-negative_approx_kl, response_mask);      // ()

@@ -1,0 +1,307 @@
+#pragma once
+//! \file
+//! Building blocks of the fused CPU kernels of verl::core_algos (implementation detail, not a public API):
+//! a row-parallel loop that really runs on LibTorch's intra-op threads, the value/mask dtype dispatch, an
+//! exact fused masked whitening, and the per-row accumulation + agg_loss finish shared by the fused losses.
+//!
+//! Why rows are parallelised through a TensorIterator: `at::parallel_for` is an inline template whose OpenMP
+//! build (the PyPI wheel's) is a `#pragma omp parallel`, so in a translation unit compiled without -fopenmp it
+//! silently runs on one thread. TensorIteratorBase::for_each is compiled inside libtorch, so it spreads the
+//! rows over the same threads (and with the same grain rule) as ATen's own kernels, whatever the user's flags.
+//!
+//! Exactness: where verl's result is a full-tensor or per-row floating sum, the kernels below do not re-sum in
+//! their own order: they write the exact element-wise summands verl would sum into one scratch tensor and let
+//! ATen's sum (the kernel verl calls, same shape, same thread count) reduce it, so the bits stay verl's. Integer
+//! counts (the mask sums of bool/integer masks) are exact in any order and are accumulated in the pass.
+
+#include "verl/core/algo_io.hpp"
+#include "verl/core/errors.hpp"
+
+#include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/rsqrt_ops.h>
+#include <ATen/ops/scalar_tensor.h>
+#include <ATen/ops/sum.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace verl::core_algos::detail {
+
+//! Calls `fn(b0, b1)` on disjoint row ranges covering [0, rows), in parallel on LibTorch's intra-op threads
+//! when the work (rows x cols elements) exceeds ATen's grain size. `fn` must not throw.
+template <class F>
+void parallel_rows(std::int64_t rows, std::int64_t cols, const F& fn) {
+  const std::int64_t grain = std::max<std::int64_t>(1, at::internal::GRAIN_SIZE / std::max<std::int64_t>(1, cols));
+  if (rows <= grain || at::get_num_threads() <= 1 || at::in_parallel_region()) {
+    if (rows > 0) fn(std::int64_t{0}, rows);
+    return;
+  }
+  // A (rows,) tensor of row numbers drives the iterator: each chunk it hands out starts at the row it names.
+  auto idx = at::empty({rows}, at::TensorOptions().dtype(at::kLong));  // (rows,)
+  std::int64_t* p = idx.mutable_data_ptr<std::int64_t>();
+  for (std::int64_t i = 0; i < rows; ++i) p[i] = i;
+  auto iter = at::TensorIteratorConfig().add_output(idx).resize_outputs(false).check_all_same_dtype(false).build();
+  iter.for_each(
+      [&](char** data, const std::int64_t* /*strides*/, std::int64_t n) {
+        const std::int64_t b0 = *reinterpret_cast<const std::int64_t*>(data[0]);
+        fn(b0, b0 + n);
+      },
+      grain);
+}
+
+//! Calls `f(S{}, M{})` with the C++ types of a float/double value dtype and a mask dtype; false if unsupported.
+template <class F>
+bool dispatch_value_mask(at::ScalarType value, at::ScalarType mask, F&& f) {
+  auto with_mask = [&](auto s) {
+    using S = decltype(s);
+    switch (mask) {
+      case at::kBool: f(S{}, bool{}); return true;
+      case at::kByte: f(S{}, std::uint8_t{}); return true;
+      case at::kChar: f(S{}, std::int8_t{}); return true;
+      case at::kShort: f(S{}, std::int16_t{}); return true;
+      case at::kInt: f(S{}, std::int32_t{}); return true;
+      case at::kLong: f(S{}, std::int64_t{}); return true;
+      case at::kFloat: f(S{}, float{}); return true;
+      case at::kDouble: f(S{}, double{}); return true;
+      default: return false;
+    }
+  };
+  if (value == at::kFloat) return with_mask(float{});
+  if (value == at::kDouble) return with_mask(double{});
+  return false;
+}
+
+//! True when every defined tensor is a CPU tensor.
+inline bool all_cpu(std::initializer_list<const at::Tensor*> ts) {
+  return std::all_of(ts.begin(), ts.end(), [](const at::Tensor* t) { return !t->defined() || t->is_cpu(); });
+}
+
+//! verl's `torch.where(mask.bool(), x, 0.0) * mask` for one element: the summand of masked_sum.
+template <class S, class M>
+inline S masked_term(S x, M m) {
+  return (m != M(0) ? x : S(0)) * static_cast<S>(m);
+}
+
+//! mask.sum() as verl gets it: exact integer count for bool/integer masks (accumulated by the caller), ATen's
+//! floating sum for floating masks (whose sum depends on order).
+template <class M>
+inline at::Tensor mask_total(const at::Tensor& mask, std::int64_t exact_count) {
+  if constexpr (std::is_floating_point_v<M>) {
+    return mask.sum();  // ()
+  } else {
+    return at::scalar_tensor(static_cast<double>(exact_count), at::TensorOptions().dtype(at::kLong));  // () int64
+  }
+}
+
+//! verl_F.masked_whiten(x, mask) (then `* mask` when `times_mask`), bit-identical to the ATen operation chain
+//! of verl::functional::masked_whiten, in three passes over the data and one allocation (the result). `x(b, i)`
+//! yields element i (flat index) of row b of the values, recomputed on each pass (it must be deterministic).
+//! Summation goes through ATen's sum on the scratch/result tensor (see the file comment).
+//! \throws InputError (message prefixed by `owner`) when the mask selects fewer than two elements.
+template <class S, class M, class X>
+[[nodiscard]] at::Tensor masked_whiten_fused(std::string_view owner, const X& x, const at::Tensor& mask,
+                                                    bool times_mask) {
+  const std::int64_t rows = mask.size(0), cols = mask.size(1);
+  const M* m = mask.data_ptr<M>();
+  at::Tensor out = at::empty({rows, cols}, at::TensorOptions().dtype(c10::CppTypeToScalarType<S>::value));  // (B,T)
+  S* o = out.mutable_data_ptr<S>();
+  std::atomic<std::int64_t> count{0};
+  // Pass 1: masked_sum's summands of x, and the mask count.
+  parallel_rows(rows, cols, [&](std::int64_t b0, std::int64_t b1) {
+    std::int64_t c = 0;
+    for (std::int64_t b = b0; b < b1; ++b) {
+      for (std::int64_t i = b * cols, e = i + cols; i < e; ++i) {
+        o[i] = masked_term<S, M>(x(b, i), m[i]);
+        if constexpr (!std::is_floating_point_v<M>) c += static_cast<std::int64_t>(m[i]);
+      }
+    }
+    count.fetch_add(c, std::memory_order_relaxed);
+  });
+  const at::Tensor mask_sum = mask_total<M>(mask, count.load());            // ()
+  const at::Tensor mean = out.sum().div(mask_sum.add(1e-8));                  // () masked_mean(x, mask)
+  const double msum = mask_sum.item<double>();
+  verl::detail::check<InputError>(msum != 0.0, owner, ": `response_mask` cannot be whitened over (the mask selects "
+                                  "no element; at least one element of the mask must be 1); verl raises ValueError "
+                                  "here too");
+  verl::detail::check<InputError>(msum != 1.0, owner, ": `response_mask` cannot be whitened over (the mask selects "
+                                  "exactly one element, so the unbiased variance divides by zero; use a larger "
+                                  "(mini-)batch); verl raises ValueError here too");
+  const S mu = mean.item<S>();
+  // Pass 2: summands of masked_mean((x - mean)**2, mask); x**2 is x * x in ATen's pow kernel.
+  parallel_rows(rows, cols, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      for (std::int64_t i = b * cols, e = i + cols; i < e; ++i) {
+        const S c = x(b, i) - mu;
+        o[i] = masked_term<S, M>(c * c, m[i]);
+      }
+    }
+  });
+  at::Tensor var = out.sum().div(mask_sum.add(1e-8));                          // ()
+  var = var.mul(mask_sum.div(mask_sum.sub(1)));                           // () Bessel, in verl's dtypes
+  const S rs = at::_ops::rsqrt::call(var.add(1e-8)).item<S>();
+  // Pass 3: (x - mean) * rsqrt(var + 1e-8) [* mask].
+  parallel_rows(rows, cols, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      for (std::int64_t i = b * cols, e = i + cols; i < e; ++i) {
+        const S w = (x(b, i) - mu) * rs;
+        o[i] = times_mask ? w * static_cast<S>(m[i]) : w;
+      }
+    }
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Fused policy losses: per-row accumulation, then agg_loss's arithmetic on the row totals.
+
+//! Per-row totals of a fused loss pass (double accumulators, masked by the mask's value).
+struct RowAcc {
+  double loss = 0;   //!< sum_t m * pg
+  double count = 0;  //!< sum_t m
+  double kl = 0;     //!< sum_t m * (metric 1: ppo_kl summand)
+  double clip = 0;   //!< sum_t m * (metric 2: pg_clipfrac indicator)
+  double lower = 0;  //!< sum_t m * (metric 3: pg_clipfrac_lower indicator)
+};
+
+//! One token's loss, its derivative w.r.t. log_prob, and its metric summands; ok = false aborts the fused path.
+template <class T>
+struct Token {
+  T pg{};
+  T dpg{};
+  double kl = 0, clip = 0, lower = 0;
+  bool ok = true;
+};
+
+//! Runs `tok(b, i) -> Token<T>` over all tokens, row-parallel, filling `rows` and (when g != nullptr) the
+//! unscaled gradient g[i] = dpg * m. Returns false when a token reported !ok (the caller falls back).
+template <class T, class M, class Tok>
+bool token_pass(std::int64_t B, std::int64_t R, const M* mask, T* g, std::vector<RowAcc>& rows, const Tok& tok) {
+  rows.assign(static_cast<std::size_t>(B), RowAcc{});
+  std::atomic<bool> bad{false};
+  parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1 && !bad.load(std::memory_order_relaxed); ++b) {
+      RowAcc s;
+      for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
+        const Token<T> t = tok(b, i);
+        if (!t.ok) { bad.store(true, std::memory_order_relaxed); break; }
+        const double m = static_cast<double>(mask[i]);
+        if (g) g[i] = t.dpg * static_cast<T>(mask[i]);
+        if (m == 0.0) continue;
+        s.loss += static_cast<double>(t.pg) * m;
+        s.count += m;
+        s.kl += t.kl * m;
+        s.clip += t.clip * m;
+        s.lower += t.lower * m;
+      }
+      rows[static_cast<std::size_t>(b)] = s;
+    }
+  });
+  return !bad.load();
+}
+
+//! `n + 1e-8` as verl evaluates `mask.sum(...) + 1e-8`: in the mask's dtype when floating, else in float32.
+template <class M>
+inline double plus_eps(double n) {
+  using C = std::conditional_t<std::is_floating_point_v<M>, M, float>;
+  return static_cast<double>(static_cast<C>(n) + static_cast<C>(1e-8));
+}
+
+//! Totals over rows (fixed order: deterministic for any thread count).
+struct Totals {
+  double loss = 0, count = 0, kl = 0, clip = 0, lower = 0, seq_count = 0, seq_mean_sum = 0;
+};
+
+template <class M>
+Totals totals(const std::vector<RowAcc>& rows) {
+  Totals t;
+  for (const auto& s : rows) {
+    t.loss += s.loss; t.count += s.count; t.kl += s.kl; t.clip += s.clip; t.lower += s.lower;
+    if (s.count > 0) { t.seq_count += 1; t.seq_mean_sum += s.loss / plus_eps<M>(s.count); }
+  }
+  return t;
+}
+
+//! agg_loss (verl 0.7.1) from row totals: the loss and d loss / d (row b's masked token loss) per row.
+//! \throws ConfigError as agg_loss when dp_size > 1 and the global normaliser is missing.
+template <class M, class Info>
+double aggregate(const std::vector<RowAcc>& rows, const Totals& t, LossAggMode mode, const Info& info,
+                 std::int64_t R, std::vector<double>& row_scale) {
+  const double dp = static_cast<double>(info.dp_size);
+  row_scale.assign(rows.size(), 0.0);
+  const char* missing = nullptr;
+  double loss = 0;
+  switch (mode) {
+    case LossAggMode::token_mean: {
+      if (!info.batch_num_tokens && info.dp_size > 1) { missing = "batch_num_tokens"; break; }
+      const double n = info.batch_num_tokens.value_or(t.count);
+      loss = t.loss / n * dp;
+      std::fill(row_scale.begin(), row_scale.end(), dp / n);
+      break;
+    }
+    case LossAggMode::seq_mean_token_sum:
+    case LossAggMode::seq_mean_token_sum_norm:
+    case LossAggMode::seq_mean_token_mean: {
+      if (!info.global_batch_size && info.dp_size > 1) { missing = "global_batch_size"; break; }
+      const double s = info.global_batch_size.value_or(t.seq_count);
+      const double f = mode == LossAggMode::seq_mean_token_sum_norm
+                           ? info.loss_scale_factor.value_or(static_cast<double>(R)) : 1.0;
+      loss = (mode == LossAggMode::seq_mean_token_mean ? t.seq_mean_sum : t.loss) / s * dp / f;
+      for (std::size_t b = 0; b < rows.size(); ++b) {
+        const double n = rows[b].count;
+        row_scale[b] = n > 0 ? (mode == LossAggMode::seq_mean_token_mean ? 1.0 / plus_eps<M>(n) : 1.0) * dp / s / f
+                             : 0.0;
+      }
+      break;
+    }
+  }
+  verl::detail::check<ConfigError>(missing == nullptr, "verl::core_algos::agg_loss: \"", to_string(mode),
+                                   "\" with dp_size = ", info.dp_size, " needs the global `",
+                                   missing ? missing : "", "` in GlobalBatchInfo");
+  return loss;
+}
+
+//! Scales the unscaled per-token gradient by its row's scale (in place).
+template <class T>
+void scale_rows(T* g, std::int64_t B, std::int64_t R, const std::vector<double>& row_scale) {
+  parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      const T scale = static_cast<T>(row_scale[static_cast<std::size_t>(b)]);
+      for (std::int64_t i = b * R, e = i + R; i < e; ++i) g[i] *= scale;
+    }
+  });
+}
+
+//! `loss` (a 0-d tensor) with the gradient `coef` w.r.t. `x` attached straight-through: the value is unchanged
+//! (x - sg[x] is 0 for finite x) and autograd's d/dx is exactly coef.
+inline at::Tensor attach_grad(const at::Tensor& loss, const at::Tensor& coef, const at::Tensor& x) {
+  return loss.add(coef.mul(x.sub(x.detach())).sum());  // ()
+}
+
+//! Clamp with NaN passing through, as ATen's clamp.
+template <class T>
+inline T clamp_nan(T x, T lo, T hi) {
+  return std::isnan(x) ? x : std::min(std::max(x, lo), hi);
+}
+
+//! d max(a, b) as autograd splits it: to the larger side, half to each on a tie.
+template <class T>
+inline T max_grad(T a, T da, T b, T db) {
+  return a > b ? da : (b > a ? db : T(0.5) * da + T(0.5) * db);
+}
+
+//! d min(a, b) as autograd splits it.
+template <class T>
+inline T min_grad(T a, T da, T b, T db) {
+  return a < b ? da : (b < a ? db : T(0.5) * da + T(0.5) * db);
+}
+
+}  // namespace verl::core_algos::detail
