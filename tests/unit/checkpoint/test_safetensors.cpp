@@ -419,7 +419,7 @@ TEST_CASE("save_safetensors rejects what the format cannot hold and leaves the t
              Contains("cannot create a temporary file") && Contains("/no/.x.safetensors.tmp-"));
 }
 
-TEST_CASE("AtomicFile: commit replaces the target with umask permissions; abandoning removes the temporary",
+TEST_CASE("AtomicFile: commit replaces the target with umask permissions, abandoning removes the temporary",
           "[checkpoint][atomic]") {
   TempDir tmp;
   const fs::path target = tmp.path / "f.txt";
