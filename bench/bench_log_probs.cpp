@@ -122,6 +122,7 @@ const int registered = [] {
         benchmark::RegisterBenchmark((prefix + path_name + "_" + mode_name + shape).c_str(),
                                      [fn = fn, mode = mode, c](benchmark::State& s) { fn(s, mode, c.n, c.h, c.v); })
             ->Unit(benchmark::kMillisecond)
+            ->MeasureProcessCPUTime()  // CPU time of all threads: steadier than wall time on a shared machine
             ->UseRealTime();
       }
     }

@@ -8,7 +8,8 @@ PyTorch paths timed here, float32 on CPU, temperature 1:
          flash-attn: logprobs_from_logits_v2 (float32: gather minus a per-row logsumexp loop) and
          entropy_from_logits (logsumexp(z) - sum(softmax(z) * z)); re-implemented here from that code.
   torch  the same with one vectorised log_softmax + gather instead of the row loop (the best plain PyTorch).
-Modes: fwd (log-probs, no grad), fwd_entropy (log-probs + entropy, no grad), fwdbwd_entropy (forward and
+Wall times are the ratios' basis; process CPU seconds (all threads) are printed too, as a figure steadier on a
+shared machine. Modes: fwd (log-probs, no grad), fwd_entropy (log-probs + entropy, no grad), fwdbwd_entropy (forward and
 backward of sum(g_lp * log_probs) + sum(g_ent * entropy) w.r.t. hidden and lm_head.weight).
 
 Inputs come from torch.manual_seed(0) with the same draws in the same order as the C++ benchmark (LibTorch and
@@ -89,7 +90,8 @@ def status_kb(key: str) -> int:
 
 
 def timed(fn, min_time: float):
-    """Mean seconds per call over at least min_time (and >= 1 call after a warm-up), peak MiB of one call."""
+    """Mean wall and process-CPU seconds per call over at least min_time (>= 1 call after a warm-up), and the
+    peak MiB of one call."""
     fn()  # warm-up
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -99,13 +101,13 @@ def timed(fn, min_time: float):
         peak = (status_kb("VmHWM:") - before) / 1024.0
     except OSError:
         peak = float("nan")
-    n, start = 0, time.perf_counter()
+    n, start, cpu_start = 0, time.perf_counter(), time.process_time()
     while True:
         fn()
         n += 1
         elapsed = time.perf_counter() - start
         if elapsed >= min_time:
-            return elapsed / n, peak
+            return elapsed / n, (time.process_time() - cpu_start) / n, peak
 
 
 def main() -> None:
@@ -117,26 +119,28 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, threads: {torch.get_num_threads()}")
     header = (f"{'mode':15s} {'N x H x V':>16s} {'verl ms':>9s} {'torch ms':>9s} {'ours ms':>9s} "
-              f"{'verl/ours':>9s} {'torch/ours':>10s} {'verl MiB':>9s} {'torch MiB':>9s} {'ours MiB':>9s}")
+              f"{'verl/ours':>9s} {'torch/ours':>10s} {'verl MiB':>9s} {'torch MiB':>9s} {'ours MiB':>9s}   "
+              f"process CPU s: verl, torch, ours")
     print(header)
     for shape in args.shapes:
         n, h, v = (int(x) for x in shape.split("x"))
         modes = [m for m in args.modes if not (m == "fwdbwd_entropy" and shape in NO_BACKWARD)]
-        regex = "|".join(f"^fused_{m}/N{n}/H{h}/V{v}/" for m in modes)
+        regex = "|".join(f"^(smoke/)?fused_{m}/N{n}/H{h}/V{v}/" for m in modes)
         out = subprocess.run([str(args.bench), f"--benchmark_filter={regex}", "--benchmark_format=json",
                               f"--benchmark_min_time={args.min_time}"], check=True, capture_output=True, text=True)
         ours = {}
         for r in json.loads(out.stdout)["benchmarks"]:
             scale = {"ms": 1.0, "us": 1e-3, "ns": 1e-6, "s": 1e3}[r["time_unit"]]
-            ours[r["name"].split("/")[0].removeprefix("fused_")] = (r["real_time"] * scale, r.get("peak_MiB", float("nan")))
+            ours[r["name"].removeprefix("smoke/").split("/")[0].removeprefix("fused_")] = (r["real_time"] * scale, r["cpu_time"] * scale,
+                                                                    r.get("peak_MiB", float("nan")))
         inputs = make_inputs(n, h, v)
         for mode in modes:
-            t_verl, m_verl = timed(lambda: step("verl", mode, inputs), args.min_time)
-            t_torch, m_torch = timed(lambda: step("torch", mode, inputs), args.min_time)
-            t_ours, m_ours = ours.get(mode, (float("nan"), float("nan")))
+            t_verl, c_verl, m_verl = timed(lambda: step("verl", mode, inputs), args.min_time)
+            t_torch, c_torch, m_torch = timed(lambda: step("torch", mode, inputs), args.min_time)
+            t_ours, c_ours, m_ours = ours.get(mode, (float("nan"),) * 3)
             print(f"{mode:15s} {shape:>16s} {t_verl * 1e3:9.1f} {t_torch * 1e3:9.1f} {t_ours:9.1f} "
                   f"{t_verl * 1e3 / t_ours:8.2f}x {t_torch * 1e3 / t_ours:9.2f}x {m_verl:9.0f} {m_torch:9.0f} "
-                  f"{m_ours:9.0f}", flush=True)
+                  f"{m_ours:9.0f}   cpu s {c_verl:7.2f} {c_torch:7.2f} {c_ours / 1e3:7.2f}", flush=True)
 
 
 if __name__ == "__main__":
