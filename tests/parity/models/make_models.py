@@ -80,9 +80,14 @@ def main():
         d = os.path.join(out, name)
         model.save_pretrained(d, **save_kwargs)
 
+        loaded = {}
+
         def fresh(load_dtype=torch.float32):
-            # Reloaded for every use: the "dynamic" rotary module keeps state between calls.
-            return AutoModelForCausalLM.from_pretrained(d, dtype=load_dtype, attn_implementation="sdpa").eval()
+            # "dynamic" RoPE is reloaded for every use: its rotary module keeps state between calls.
+            if name == "llama_dynamic" or load_dtype not in loaded:
+                loaded[load_dtype] = AutoModelForCausalLM.from_pretrained(
+                    d, dtype=load_dtype, attn_implementation="sdpa").eval()
+            return loaded[load_dtype]
 
         gen = torch.Generator().manual_seed(7 + i)
         ids, mask, pos = padded_batch(t, config.vocab_size, gen)
