@@ -263,6 +263,8 @@ class HeaderSax {
     }
     return scalar(concat_message("the number ", v));
   }
+  // Numbers beyond the f64 range never get here: nlohmann reports them as a parse error, as serde_json
+  // does, ignored fields included.
   bool number_float(json::number_float_t, const json::string_t& text) {
     return scalar(concat_message("the non-integer number ", text));
   }

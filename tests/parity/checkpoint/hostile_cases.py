@@ -125,6 +125,12 @@ def cases():
     add("trailing_comma", raw('{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],}}', Z8))
     add("single_quotes", raw("{'x':{'dtype':'F32','shape':[2],'data_offsets':[0,8]}}", Z8))
     add("unterminated", raw('{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}', Z8))
+    for label, value in [("1e400", "1e400"), ("minus_1e400", "-1e400"), ("array_1e400", "[1e400]"),
+                         ("30_digits", "1" + "0" * 30), ("400_digits", "1" + "0" * 400), ("1e_minus_400", "1e-400"),
+                         ("minus_zero", "-0"), ("float_exp", "0.0e0"), ("surrogate_pair", '"\\ud800\\udc00"')]:
+        add(f"unknown_field_number_{label}",
+            raw('{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"u":' + value + "}}", Z8))
+    add("top_level_extra_object", raw('{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"a":1,"a":2}}', Z8))
     add("nan_literal", raw('{"x":{"dtype":"F32","shape":[NaN],"data_offsets":[0,8]}}', Z8))
     # serde_json allows 127 nested levels: the header object, the entry, then 125 arrays in an unknown field.
     for depth in (125, 126):

@@ -6,7 +6,7 @@ Cases (one CTest entry each):
                 bytes and LibTorch dtypes as the reference, zero-copy.
   write         verl's save_safetensors of the tensors it read is byte-identical to safetensors' save_file
                 (one metadata key; with several, equal headers as JSON); the reference loads verl's files.
-  hostile       ~110 valid and malformed files: verl accepts exactly the files the reference accepts, except the
+  hostile       118 valid and malformed files: verl accepts exactly the files the reference accepts, except the
                 documented stricter rules (hostile_cases.py).
   sharded       a sharded directory made by huggingface_hub's split_torch_state_dict_into_shards + save_file +
                 transformers' index format: verl reads it; verl's save_checkpoint of the same tensors writes the

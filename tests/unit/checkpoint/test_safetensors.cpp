@@ -211,6 +211,9 @@ TEST_CASE("parse_header rejects hostile files with a message naming the file and
       {"metadata value not a string", raw_file(R"({"__metadata__":{"a":1}})"),
        "`__metadata__` value of `a` is the number 1, expected a string"},
       {"metadata not an object", raw_file(R"({"__metadata__":"s"})"), "`__metadata__` is the string \"s\""},
+      {"number beyond f64 in an ignored field",
+       raw_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"u":[1e400]}})", 8),
+       "not valid JSON (at byte 63 of the header): [json.exception.out_of_range.406] number overflow parsing '1e400'"},
       {"nesting of 128 levels", raw_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"u":)" + deep + "}}", 8),
        "nests JSON deeper than 127 levels"},
   };
