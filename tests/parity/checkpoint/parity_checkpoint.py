@@ -61,7 +61,7 @@ def check(cond, what):
 
 
 def tool(args, *cmd):
-    r = subprocess.run([args.tool, *map(str, cmd)], capture_output=True, text=True)
+    r = subprocess.run([args.tool, *map(str, cmd)], capture_output=True, text=True, errors="replace")
     if r.returncode != 0:
         raise SystemExit(f"tool {' '.join(map(str, cmd))} failed ({r.returncode}): {r.stderr}")
     return r.stdout
@@ -222,6 +222,36 @@ def case_hostile(args):
             check(line.startswith("ERR verl::checkpoint: `") and f"_{name}.safetensors`" in line,
                   f"{name}: message does not name the file: {line!r}")
     print(f"hostile: {agree} verdicts equal to the reference's, {deliberate} deliberate rejections, of {len(cs)} files")
+    # Differential run over fuzz corpora (the committed seeds, and what tests/fuzz found when it has run):
+    # equal verdicts, except rejections whose message is one of the deliberate rules.
+    deliberate_messages = ("`: the header starts with byte", "appears twice", "is an array, expected an object",
+                           "`dtype` is an object")
+    for corpus in args.extra_corpus:
+        if not os.path.isdir(corpus):
+            print(f"differential: {corpus} does not exist (run the fuzz test first); skipped")
+            continue
+        files = sorted(os.path.join(corpus, f) for f in os.listdir(corpus))
+        lines = []
+        for i in range(0, len(files), 500):
+            lines += tool(args, "check", *files[i:i + 500]).splitlines()
+        check(len(lines) == len(files), f"{corpus}: tool answered {len(lines)} of {len(files)} files")
+        same = strict = 0
+        for path, line in zip(files, lines):
+            with open(path, "rb") as f:
+                data = f.read()
+            try:
+                deserialize(data)
+                ref_ok = True
+            except Exception:
+                ref_ok = False
+            verl_ok = line == "OK"
+            if verl_ok == ref_ok:
+                same += 1
+            elif ref_ok and any(m in line for m in deliberate_messages):
+                strict += 1
+            else:
+                check(False, f"{path}: reference {'accepts' if ref_ok else 'rejects'}, verl {line!r}")
+        print(f"differential {corpus}: {same} equal verdicts, {strict} deliberate rejections, of {len(files)} files")
 
 
 def hub_save(state, directory, max_shard_size):
@@ -356,6 +386,7 @@ def main():
     p.add_argument("case", choices=["read", "write", "hostile", "sharded", "transformers"])
     p.add_argument("--tool", required=True)
     p.add_argument("--workdir", required=True)
+    p.add_argument("--extra-corpus", action="append", default=[], help="hostile: also compare verdicts on these dirs")
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     print(f"safetensors {safetensors.__version__}, torch {torch.__version__}")
