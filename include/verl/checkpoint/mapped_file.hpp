@@ -7,7 +7,9 @@
 //! (pages written become private copy-on-write memory), so a zero-copy tensor can be updated in place (an
 //! optimizer step) without corrupting the checkpoint and without a segmentation fault. Replacing the file by
 //! rename (as verl's atomic writer does) leaves existing mappings valid; truncating it in place while mapped
-//! is undefined (SIGBUS), as for every mmap reader.
+//! is undefined (SIGBUS), as for every mmap reader. A writable private mapping counts toward the kernel's
+//! commit charge: under strict overcommit (vm.overcommit_memory = 2) mapping a checkpoint larger than the
+//! commit limit fails with a clear error instead of at the first write.
 
 #include "verl/core/errors.hpp"
 

@@ -75,7 +75,8 @@ namespace verl::checkpoint {
                                           "or float4_e2m1fn_x2"));
 }
 
-//! One safetensors file, memory-mapped. Cheap to copy (copies share the mapping and the parsed header).
+//! One safetensors file, memory-mapped. Cheap to copy (copies share the mapping and the parsed header);
+//! immutable after open(), so threads may call its const members concurrently.
 class SafetensorsFile {
  public:
   //! Maps and validates `path` (see parse_header for the rules). Throws verl::InputError naming the file
