@@ -1,0 +1,148 @@
+// Benchmarks of the transformer models (include/verl/models/{causal_lm,actor}.hpp), float32 on CPU, at the sizes
+// issue 4 names: a small Llama-shaped model (4 layers x 512, 8 heads / 4 kv heads, intermediate 1408, vocab
+// 32000, untied) at (B,T) = (1,128), (4,256), (8,512), and a ~0.5B Qwen2-shaped model (hidden 896, 24 layers,
+// 14 heads, 2 kv heads, intermediate 4864, vocab 151936, tied; Qwen2.5-0.5B's shape) at (1,128), (4,256).
+// Modes, each the same computation bench/compare_models_vs_transformers.py times in transformers:
+//   forward          no-grad logits (B,T,V) (transformers: model(...).logits)
+//   train            logits, next-token cross-entropy (mean), backward
+//   logprob          no-grad log-probs of the last R = T/2 tokens: Actor::log_probs (fused, chunked) vs
+//                    verl's dp_actor path in Python (logits, div_(temperature), slice, logprobs_from_logits_v2)
+//   logprob_train    the same with grad, mean, backward
+// Counters: tokens/s (B*T per iteration) and peak_rss_MiB: the rise of VmHWM over VmRSS before the first
+// (warm-up) iteration, after resetting VmHWM through /proc/self/clear_refs; the comparison script measures
+// Python the same way, each case in a fresh process. Threads: VERL_BENCH_THREADS (default 2).
+//
+//   cmake --build build --target verl_bench_models
+//   ./build/bench/verl_bench_models --benchmark_filter='small/forward'
+//   .venv/bin/python bench/compare_models_vs_transformers.py --bench build/bench/verl_bench_models
+#include <torch/torch.h>
+
+#include "verl/models/actor.hpp"
+#include "verl/models/causal_lm.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <utility>
+
+using namespace verl::models;
+
+namespace {
+
+nlohmann::json model_json(const std::string& name) {
+  if (name == "small") {
+    return {{"model_type", "llama"},         {"vocab_size", 32000},      {"hidden_size", 512},
+            {"intermediate_size", 1408},     {"num_hidden_layers", 4},   {"num_attention_heads", 8},
+            {"num_key_value_heads", 4},      {"max_position_embeddings", 2048}, {"rms_norm_eps", 1e-6},
+            {"rope_theta", 10000.0},         {"tie_word_embeddings", false}};
+  }
+  if (name == "qwen0.5b") {
+    return {{"model_type", "qwen2"},         {"vocab_size", 151936},     {"hidden_size", 896},
+            {"intermediate_size", 4864},     {"num_hidden_layers", 24},  {"num_attention_heads", 14},
+            {"num_key_value_heads", 2},      {"max_position_embeddings", 32768}, {"rms_norm_eps", 1e-6},
+            {"rope_theta", 1000000.0},       {"tie_word_embeddings", true}, {"use_sliding_window", false}};
+  }
+  // smoke: tiny, for CTest.
+  return {{"model_type", "llama"},          {"vocab_size", 1000},       {"hidden_size", 64},
+          {"intermediate_size", 96},        {"num_hidden_layers", 2},   {"num_attention_heads", 4},
+          {"num_key_value_heads", 2},       {"max_position_embeddings", 128}, {"tie_word_embeddings", false}};
+}
+
+// One model alive at a time (the 0.5B one is 2 GB in float32).
+CausalLM& model(const std::string& name) {
+  static std::string current;
+  static std::unique_ptr<CausalLM> lm;
+  if (current != name) {
+    lm.reset();
+    torch::manual_seed(0);
+    lm = std::make_unique<CausalLM>(TransformerConfig::from_json(model_json(name)));
+    (*lm)->init_weights(0.02);
+    current = name;
+  }
+  return *lm;
+}
+
+std::int64_t status_kib(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) return std::stoll(line.substr(key.size() + 1));
+  }
+  return -1;
+}
+
+void reset_peak() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+enum class Mode { forward, train, logprob, logprob_train };
+
+void run(benchmark::State& state, const std::string& name, Mode mode, std::int64_t b, std::int64_t t) {
+  auto& lm = model(name);
+  const auto v = lm->config().vocab_size;
+  torch::manual_seed(1);
+  const auto ids = torch::randint(v, {b, t}, torch::kLong);                           // (B,T)
+  const auto mask = torch::ones({b, t}, torch::kLong);                                // (B,T)
+  const auto pos = torch::arange(t, torch::kLong).unsqueeze(0).expand({b, t}).contiguous();  // (B,T)
+  const verl::TokenBatch batch{ids, mask, pos, t / 2};
+  Actor actor(lm);
+  const auto params = actor.parameters();
+  const auto step = [&] {
+    if (mode == Mode::forward || mode == Mode::logprob) {
+      torch::NoGradGuard no_grad;
+      lm->eval();
+      if (mode == Mode::forward) {
+        benchmark::DoNotOptimize(lm->forward(ids, mask, pos).data_ptr());            // (B,T,V)
+      } else {
+        benchmark::DoNotOptimize(actor.log_probs(batch).log_probs.data_ptr());       // (B,R)
+      }
+      return;
+    }
+    lm->train();
+    for (auto p : params) p.mutable_grad() = torch::Tensor();
+    torch::Tensor loss;
+    if (mode == Mode::train) {
+      const auto logits = lm->forward(ids, mask, pos);                                 // (B,T,V)
+      loss = torch::cross_entropy_loss(logits.narrow(1, 0, t - 1).reshape({-1, v}), ids.narrow(1, 1, t - 1).reshape({-1}));
+    } else {
+      loss = actor.log_probs(batch).log_probs.mean();
+    }
+    loss.backward();
+  };
+  reset_peak();
+  const auto rss_before = status_kib("VmRSS");
+  step();  // warm-up (allocations, MKL/oneDNN initialisation), also part of the peak
+  for (auto _ : state) step();
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations() * b * t), benchmark::Counter::kIsRate);
+  state.counters["peak_rss_MiB"] = static_cast<double>(status_kib("VmHWM") - rss_before) / 1024.0;
+}
+
+const int registered = [] {
+  const char* env = std::getenv("VERL_BENCH_THREADS");
+  torch::set_num_threads(env != nullptr ? std::atoi(env) : 2);
+  const std::pair<Mode, const char*> modes[] = {
+      {Mode::forward, "forward"}, {Mode::train, "train"}, {Mode::logprob, "logprob"}, {Mode::logprob_train, "logprob_train"}};
+  for (const auto& [mode, mode_name] : modes) {
+    benchmark::RegisterBenchmark((std::string("smoke/") + mode_name).c_str(),
+                                 [mode = mode](benchmark::State& s) { run(s, "smoke", mode, 2, 16); });
+  }
+  const std::pair<const char*, std::vector<std::pair<std::int64_t, std::int64_t>>> sizes[] = {
+      {"small", {{1, 128}, {4, 256}, {8, 512}}}, {"qwen0.5b", {{1, 128}, {4, 256}}}};
+  for (const auto& [name, shapes] : sizes) {
+    for (const auto& [mode, mode_name] : modes) {
+      for (const auto& [b, t] : shapes) {
+        auto* bm = benchmark::RegisterBenchmark(
+            (std::string(name) + "/" + mode_name + "/B" + std::to_string(b) + "/T" + std::to_string(t)).c_str(),
+            [name = std::string(name), mode = mode, b = b, t = t](benchmark::State& s) { run(s, name, mode, b, t); });
+        bm->Unit(benchmark::kMillisecond)->UseRealTime();
+        if (std::string(name) == "qwen0.5b") bm->Iterations(2);
+      }
+    }
+  }
+  return 0;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();
