@@ -35,7 +35,8 @@ concept has_generate_member = requires(M& m, const Prompts& prompts, const Sampl
 //!   - rollout.log_probs is set iff params.return_log_probs, and is <= 0 where response_mask is 1;
 //!   - generation does not record autograd history and does not change the model's parameters.
 //!
-//! Models in this library: none yet. See also: verl::ActorModel, docs/concepts.md#generates.
+//! Models in this library: verl::models::Actor (verl/models/actor.hpp), through verl::models::generate.
+//! See also: verl::ActorModel, docs/concepts.md#generates.
 template <class M>
 concept Generates = requires(M& m, const Prompts& prompts, const SamplingParams& params) {
   { m.generate(prompts, params) } -> std::convertible_to<Rollout>;
@@ -54,7 +55,7 @@ concept Generates = requires(M& m, const Prompts& prompts, const SamplingParams&
 //!   - with the same temperature, log_probs of a generated rollout match its sampler log-probs up to
 //!     numerical noise (verl's rollout/actor log-prob mismatch metric measures the gap).
 //!
-//! Models in this library: none yet. See also: verl::ReferenceModel, verl::CriticModel,
+//! Models in this library: verl::models::Actor (verl/models/actor.hpp). See also: verl::ReferenceModel, verl::CriticModel,
 //! verl::check_actor_model, docs/concepts.md#actormodel.
 template <class M>
 concept ActorModel = ReferenceModel<M> && Generates<M> && HasParameters<M>;

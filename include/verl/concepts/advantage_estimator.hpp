@@ -63,7 +63,8 @@ concept ComputesAdvantages = requires(const E& e, const AdvantageInputs& in) {
 //!   - pure: no autograd history (inputs are detached; call under no-grad), same inputs give the same output;
 //!   - for group estimators, the result of an item depends only on the items sharing its index.
 //!
-//! Models in this library: none yet (the algorithm library adds GAE, GRPO, RLOO, ...).
+//! Models in this library: verl::estimators::GAE, GRPO, GRPOPassK, RLOO, OPO, ReinforcePlusPlus,
+//! ReinforcePlusPlusBaseline, ReMax, GPG (verl/algos/advantages.hpp).
 //! See also: verl::PolicyLoss, verl::CriticModel, verl::check_advantage_estimator,
 //! docs/concepts.md#advantageestimator.
 template <class E>

@@ -43,7 +43,7 @@ concept ComputesValues = requires(M& m, const TokenBatch& batch) {
 //! Laws: those of the pieces. Critic-free algorithms (GRPO, RLOO, REINFORCE++) never ask for one: an
 //! AdvantageEstimator declares `needs_critic`.
 //!
-//! Models in this library: none yet. See also: verl::ActorModel, verl::AdvantageEstimator,
+//! Models in this library: verl::models::Critic (verl/models/critic.hpp). See also: verl::ActorModel, verl::AdvantageEstimator,
 //! verl::check_critic_model, docs/concepts.md#criticmodel.
 template <class M>
 concept CriticModel = ComputesValues<M> && HasParameters<M>;

@@ -26,7 +26,7 @@ concept has_parameters_member = requires(M& m) { m.parameters(); };
 //!     the model computes; two calls return the same tensors in the same order;
 //!   - every returned tensor is a leaf with requires_grad() == true (frozen tensors are left out).
 //!
-//! Models in this library: none yet; any torch::nn::Module subclass satisfies it.
+//! Models in this library: verl::models::Actor, Critic, RewardScorer; any torch::nn::Module subclass satisfies it.
 //! See also: verl::ActorModel, verl::CriticModel, docs/concepts.md#hasparameters.
 template <class M>
 concept HasParameters = requires(M& m) {

@@ -39,7 +39,8 @@ concept ComputesPolicyLoss = requires(const L& l, const PolicyLossInputs& in) {
 //!     old_log_prob - log_prob (0 when they are equal);
 //!   - when log_prob == old_log_prob (first mini-batch on-policy) the ratio is 1 and nothing is clipped.
 //!
-//! Models in this library: none yet (the algorithm library adds vanilla PPO clip, GSPO, ...).
+//! Models in this library: verl::losses::VanillaPPO, GSPO, SAPO, GPG, ClipCov, KLCov, GeoMean, CISPO
+//! (verl/algos/policy_losses.hpp).
 //! See also: verl::AdvantageEstimator, verl::LossAggMode, verl::check_policy_loss,
 //! docs/concepts.md#policyloss.
 template <class L>

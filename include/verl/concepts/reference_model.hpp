@@ -31,7 +31,8 @@ concept has_log_probs_member = requires(M& m, const TokenBatch& batch, const Log
 //!   - under no-grad (eval mode, no dropout) the result is a deterministic function of the batch;
 //!   - when grad is enabled, `log_probs` carries the gradient to the model's parameters.
 //!
-//! Models in this library: none yet; tests/static/test_actor_model.cpp shows minimal ones.
+//! Models in this library: verl::models::Actor, verl::models::Reference (verl/models/actor.hpp);
+//! tests/static/test_actor_model.cpp shows minimal ones.
 //! See also: verl::ReferenceModel, verl::ActorModel, docs/concepts.md#computeslogprobs.
 template <class M>
 concept ComputesLogProbs = requires(M& m, const TokenBatch& batch, const LogProbOptions& options) {
@@ -47,7 +48,7 @@ concept ComputesLogProbs = requires(M& m, const TokenBatch& batch, const LogProb
 //! not change during training (no optimizer owns its parameters; trainers call it under no-grad).
 //! Every ActorModel is a ReferenceModel: a frozen copy of the initial actor is the usual reference.
 //!
-//! Models in this library: none yet. See also: verl::ActorModel, docs/concepts.md#referencemodel.
+//! Models in this library: verl::models::Reference, verl::models::Actor (verl/models/actor.hpp). See also: verl::ActorModel, docs/concepts.md#referencemodel.
 template <class M>
 concept ReferenceModel = ComputesLogProbs<M>;
 

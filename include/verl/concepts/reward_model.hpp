@@ -33,7 +33,7 @@ concept callable_with_reward_input = requires(F& f, const RewardInput& input) { 
 //!   - deterministic under no-grad; it is not trained (no parameters() needed) and records no grad;
 //!   - the batch is tokenized with the reward model's own tokenizer when it differs from the actor's.
 //!
-//! Models in this library: none yet. See also: verl::RewardFunction, verl::Reward,
+//! Models in this library: verl::models::RewardScorer (verl/models/reward_model.hpp). See also: verl::RewardFunction, verl::Reward,
 //! verl::check_reward_model, docs/concepts.md#rewardmodel.
 template <class M>
 concept RewardModel = requires(M& m, const TokenBatch& batch) {

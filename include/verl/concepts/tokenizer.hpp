@@ -76,7 +76,8 @@ concept HasSpecialTokens = requires(const T& t) {
 //!
 //! Laws: those of the pieces; const members are safe to call concurrently.
 //!
-//! Models in this library: none yet. See also: verl::check_tokenizer, docs/concepts.md#tokenizer.
+//! Models in this library: verl::HFTokenizer (verl/tokenizers/hf_tokenizer.hpp), verl::SentencePieceTokenizer
+//! (verl/tokenizers/sentencepiece_tokenizer.hpp). See also: verl::check_tokenizer, docs/concepts.md#tokenizer.
 template <class T>
 concept Tokenizer = EncodesText<T> && DecodesTokens<T> && HasSpecialTokens<T>;
 
