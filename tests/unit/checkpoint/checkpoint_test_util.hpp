@@ -1,5 +1,7 @@
 // Helpers shared by the checkpoint unit tests: temporary directories and whole-file I/O.
 #pragma once
+#include "temp_dir.hpp"
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -16,29 +18,8 @@ namespace verl::test::checkpoint {
 
 namespace fs = std::filesystem;
 
-// std::filesystem::remove_all must not be called here: libtorch.so (torch 2.11 wheel) exports its own copy
-// of the std::filesystem functions, and its remove_all crashes (null call) in a program linked with it.
-inline void remove_tree(const fs::path& p) {
-  std::error_code ec;
-  if (fs::is_directory(fs::symlink_status(p, ec))) {
-    std::vector<fs::path> children;
-    for (const auto& e : fs::directory_iterator(p, ec)) children.push_back(e.path());
-    for (const auto& c : children) remove_tree(c);
-  }
-  fs::remove(p, ec);
-}
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("verl_ckpt_test_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { remove_tree(path); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using verl::test::remove_tree;
+using verl::test::TempDir;
 
 // A file: 8-byte little-endian length (the header's, or `n`), the header, `data` bytes 0, 1, 2, ...
 inline std::string raw_file(std::string_view header, std::size_t data = 0, std::optional<std::uint64_t> n = {}) {

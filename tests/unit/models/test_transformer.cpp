@@ -6,11 +6,11 @@
 // tensors listed, tied heads, shapes). Parity with transformers itself is tests/parity/models/.
 #include "catch_torch.hpp"
 
+#include "temp_dir.hpp"
 #include "verl/checkpoint/safetensors.hpp"
 #include "verl/models/causal_lm.hpp"
 #include "verl/models/hf_model_io.hpp"
 
-#include <unistd.h>
 
 #include <cmath>
 #include <deque>
@@ -454,23 +454,7 @@ TEST_CASE("generate: greedy equals step-by-step argmax of full forwards; eos, pa
 
 namespace {
 
-// A fresh directory under the system temp dir, its files removed one by one at scope exit (not with
-// fs::remove_all: the PyPI libtorch.so exports a std::filesystem::remove_all that crashes when bound).
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& tag)
-      : path(std::filesystem::temp_directory_path() / ("verl_models_" + tag + "_" + std::to_string(::getpid()))) {
-    clean();
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { clean(); }
-  void clean() const {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) return;
-    for (const auto& e : std::filesystem::directory_iterator(path)) std::filesystem::remove(e.path(), ec);
-    std::filesystem::remove(path, ec);
-  }
-};
+using verl::test::TempDir;
 
 std::vector<std::pair<std::string, at::Tensor>> state_of(CausalLM& lm) {
   std::vector<std::pair<std::string, at::Tensor>> out;
