@@ -7,7 +7,8 @@
 //   train            logits, next-token cross-entropy (mean), backward
 //   logprob          no-grad log-probs of the last R = T/2 tokens: Actor::log_probs (fused, chunked) vs
 //                    verl's dp_actor path in Python (logits, div_(temperature), slice, logprobs_from_logits_v2)
-//   logprob_train    the same with grad, mean, backward
+//   logprob_entropy  logprob plus the entropy (verl's compute_log_prob for old_log_probs: calculate_entropy=True)
+//   logprob_train    the same as logprob with grad, mean, backward
 // Counters: tokens/s (B*T per iteration) and peak_rss_MiB: the rise of VmHWM over VmRSS before the first
 // (warm-up) iteration, after resetting VmHWM through /proc/self/clear_refs; the comparison script measures
 // Python the same way, each case in a fresh process. Threads: VERL_BENCH_THREADS (default 2).
@@ -76,7 +77,7 @@ std::int64_t status_kib(const std::string& key) {
 
 void reset_peak() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
-enum class Mode { forward, train, logprob, logprob_train };
+enum class Mode { forward, train, logprob, logprob_entropy, logprob_train };
 
 void run(benchmark::State& state, const std::string& name, Mode mode, std::int64_t b, std::int64_t t) {
   auto& lm = model(name);
@@ -89,13 +90,14 @@ void run(benchmark::State& state, const std::string& name, Mode mode, std::int64
   Actor actor(lm);
   const auto params = actor.parameters();
   const auto step = [&] {
-    if (mode == Mode::forward || mode == Mode::logprob) {
+    if (mode == Mode::forward || mode == Mode::logprob || mode == Mode::logprob_entropy) {
       torch::NoGradGuard no_grad;
       lm->eval();
       if (mode == Mode::forward) {
         benchmark::DoNotOptimize(lm->forward(ids, mask, pos).data_ptr());            // (B,T,V)
       } else {
-        benchmark::DoNotOptimize(actor.log_probs(batch).log_probs.data_ptr());       // (B,R)
+        const auto out = actor.log_probs(batch, {.compute_entropy = mode == Mode::logprob_entropy});
+        benchmark::DoNotOptimize(out.log_probs.data_ptr());                           // (B,R)
       }
       return;
     }
@@ -122,7 +124,8 @@ const int registered = [] {
   const char* env = std::getenv("VERL_BENCH_THREADS");
   torch::set_num_threads(env != nullptr ? std::atoi(env) : 2);
   const std::pair<Mode, const char*> modes[] = {
-      {Mode::forward, "forward"}, {Mode::train, "train"}, {Mode::logprob, "logprob"}, {Mode::logprob_train, "logprob_train"}};
+      {Mode::forward, "forward"}, {Mode::train, "train"}, {Mode::logprob, "logprob"},
+      {Mode::logprob_entropy, "logprob_entropy"}, {Mode::logprob_train, "logprob_train"}};
   for (const auto& [mode, mode_name] : modes) {
     benchmark::RegisterBenchmark((std::string("smoke/") + mode_name).c_str(),
                                  [mode = mode](benchmark::State& s) { run(s, "smoke", mode, 2, 16); });
@@ -136,7 +139,7 @@ const int registered = [] {
             (std::string(name) + "/" + mode_name + "/B" + std::to_string(b) + "/T" + std::to_string(t)).c_str(),
             [name = std::string(name), mode = mode, b = b, t = t](benchmark::State& s) { run(s, name, mode, b, t); });
         bm->Unit(benchmark::kMillisecond)->UseRealTime();
-        if (std::string(name) == "qwen0.5b") bm->Iterations(2);
+        if (std::string(name) == "qwen0.5b") bm->Iterations(1);  // 10-100 s each on 2 cores
       }
     }
   }

@@ -10,6 +10,8 @@ Cases (model/mode/B/T) are those bench_models.cpp registers:
           logprob        torch.no_grad(): verl 0.7.1 dp_actor's path (no remove-padding, CPU):
                          logits = model(...).logits; logits.div_(temperature); logits[:, -R-1:-1];
                          logprobs_from_logits_v2 (gather - per-row logsumexp), R = T/2
+          logprob_entropy  the same plus verl's entropy_from_logits (what dp_actor's compute_log_prob runs
+                         for old_log_probs: calculate_entropy=True)
           logprob_train  the same with grad, .mean(), backward
 Peak memory, both sides: /proc/self/clear_refs <- 5 resets VmHWM; reported is VmHWM after the case minus VmRSS
 before its warm-up iteration (MiB): what the step itself adds on top of the resident model and inputs.
@@ -18,7 +20,7 @@ uses less).
 
     cmake --build build --target verl_bench_models
     .venv/bin/python bench/compare_models_vs_transformers.py --bench build/bench/verl_bench_models \
-        [--threads 2] [--only small] [--modes forward logprob]
+        [--threads 2] [--only small] [--modes forward logprob] [--cases qwen0.5b/logprob/B4/T256] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import sys
 import time
 
 SHAPES = {"small": [(1, 128), (4, 256), (8, 512)], "qwen0.5b": [(1, 128), (4, 256)]}
-MODES = ["forward", "train", "logprob", "logprob_train"]
+MODES = ["forward", "train", "logprob", "logprob_entropy", "logprob_train"]
 
 
 def status_kib(key: str) -> int:
@@ -82,15 +84,21 @@ def worker(case: str, threads: int) -> dict:
     r = t // 2
     temperature = 1.0
 
+    def entropy_from_logits(logits):  # verl 0.7.1 verl/utils/torch_functional.py
+        pd = torch.nn.functional.softmax(logits, dim=-1)
+        return torch.logsumexp(logits, dim=-1) - torch.sum(pd * logits, dim=-1)
+
     def step():
-        if mode in ("forward", "logprob"):
+        if mode in ("forward", "logprob", "logprob_entropy"):
             model.eval()
             with torch.no_grad():
                 logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits
-                if mode == "logprob":
+                if mode != "forward":
                     logits.div_(temperature)
                     logits = logits[:, -r - 1 : -1, :]
                     logprobs_from_logits_v2(logits, ids[:, -r:])
+                    if mode == "logprob_entropy":
+                        entropy_from_logits(logits)
             return
         model.train()
         model.zero_grad(set_to_none=True)
@@ -107,13 +115,13 @@ def worker(case: str, threads: int) -> dict:
         f.write("5")
     rss_before = status_kib("VmRSS")
     step()  # warm-up, as bench_models.cpp
-    # Iterations as Google Benchmark runs them there: 2 for the 0.5B model, else until 0.5 s have passed.
+    # Iterations as Google Benchmark runs them there: 1 for the 0.5B model, else until 0.5 s have passed.
     iterations, start = 0, time.perf_counter()
     while True:
         step()
         iterations += 1
         elapsed = time.perf_counter() - start
-        if (name == "qwen0.5b" and iterations == 2) or (name != "qwen0.5b" and elapsed >= 0.5):
+        if (name == "qwen0.5b" and iterations == 1) or (name != "qwen0.5b" and elapsed >= 0.5):
             break
     return {"tokens_per_s": iterations * b * t / elapsed,
             "peak_rss_MiB": (status_kib("VmHWM") - rss_before) / 1024.0}
@@ -121,7 +129,7 @@ def worker(case: str, threads: int) -> dict:
 
 def run_cpp(bench: str, case: str, threads: int) -> dict:
     env = dict(os.environ, VERL_BENCH_THREADS=str(threads))
-    out = subprocess.run([bench, f"--benchmark_filter=^{case}(/real_time)?$", "--benchmark_format=json"], env=env, check=True,
+    out = subprocess.run([bench, f"--benchmark_filter=^{case}(/iterations:[0-9]+)?(/real_time)?$", "--benchmark_format=json"], env=env, check=True,
                          capture_output=True, text=True).stdout
     bm = json.loads(out)["benchmarks"][0]
     return {"tokens_per_s": bm["tokens/s"], "peak_rss_MiB": bm["peak_rss_MiB"]}
@@ -139,6 +147,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", nargs="*", default=list(SHAPES), help="models: small qwen0.5b")
     ap.add_argument("--modes", nargs="*", default=MODES)
+    ap.add_argument("--cases", nargs="*", help="explicit cases model/mode/B<b>/T<t> (overrides --only/--modes)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="run each side this many times, alternating, and keep the best throughput (shared machines)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -149,16 +160,18 @@ def main() -> int:
     print(f"threads {args.threads} on both sides; load average at start {' '.join(load)}")
     print("| case | transformers tok/s | verl-cpp tok/s | speed-up | transformers peak MiB | verl-cpp peak MiB | memory ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name in args.only:
-        for mode in args.modes:
-            for b, t in SHAPES[name]:
-                case = f"{name}/{mode}/B{b}/T{t}"
-                py = run_python(case, args.threads)
-                cpp = run_cpp(args.bench, case, args.threads)
-                mem_ratio = py["peak_rss_MiB"] / cpp["peak_rss_MiB"] if cpp["peak_rss_MiB"] > 0 else float("inf")
-                print(f"| {case} | {py['tokens_per_s']:.0f} | {cpp['tokens_per_s']:.0f} | "
-                      f"{cpp['tokens_per_s'] / py['tokens_per_s']:.2f}x | {py['peak_rss_MiB']:.0f} | "
-                      f"{cpp['peak_rss_MiB']:.0f} | {mem_ratio:.2f}x |", flush=True)
+    cases = args.cases or [f"{name}/{mode}/B{b}/T{t}" for name in args.only for mode in args.modes
+                           for b, t in SHAPES[name]]
+    for case in cases:
+        py = cpp = None
+        for _ in range(args.repeats):
+            p, c = run_python(case, args.threads), run_cpp(args.bench, case, args.threads)
+            py = p if py is None or p["tokens_per_s"] > py["tokens_per_s"] else py
+            cpp = c if cpp is None or c["tokens_per_s"] > cpp["tokens_per_s"] else cpp
+        mem_ratio = py["peak_rss_MiB"] / cpp["peak_rss_MiB"] if cpp["peak_rss_MiB"] > 0 else float("inf")
+        print(f"| {case} | {py['tokens_per_s']:.0f} | {cpp['tokens_per_s']:.0f} | "
+              f"{cpp['tokens_per_s'] / py['tokens_per_s']:.2f}x | {py['peak_rss_MiB']:.0f} | "
+              f"{cpp['peak_rss_MiB']:.0f} | {mem_ratio:.2f}x |", flush=True)
     with open("/proc/loadavg") as f:
         print(f"load average at end {' '.join(f.read().split()[:3])}")
     return 0

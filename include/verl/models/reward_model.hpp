@@ -24,6 +24,7 @@
 #include "verl/models/decoder.hpp"
 #include "verl/models/detail/heads_io.hpp"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/arange.h>

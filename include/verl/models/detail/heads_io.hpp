@@ -16,6 +16,7 @@
 #include <ATen/core/grad_mode.h>
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
+#include <torch/ordered_dict.h>
 
 #include <algorithm>
 #include <cstdint>
