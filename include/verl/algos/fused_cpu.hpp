@@ -181,32 +181,87 @@ struct Token {
   bool ok = true;
 };
 
-//! Runs `tok(b, i) -> Token<T>` over all tokens, row-parallel, filling `rows` and (when g != nullptr) the
-//! unscaled gradient g[i] = dpg * m. Returns false when a token reported !ok (the caller falls back).
-template <class T, class M, class Tok>
-bool token_pass(std::int64_t B, std::int64_t R, const M* mask, T* g, std::vector<RowAcc>& rows, const Tok& tok) {
+//! A token pass's per-block preparation: none. A preparation fills `slots` scratch arrays for a block of rows with
+//! ATen's vectorised kernels (exp, sigmoid) so that the scalar token loop never calls libm: see token_pass.
+struct NoPrep {
+  static constexpr int slots = 0;
+  template <class T>
+  void operator()(std::int64_t, std::int64_t, T*, const at::Tensor&, std::int64_t) const {}
+};
+
+//! Runs `tok(b, i, s, cap) -> Token<T>` over all tokens, row-parallel, filling `rows` and (when g != nullptr)
+//! the unscaled gradient g[i] = dpg * m. Rows go in blocks of ~16K tokens; before each block,
+//! `prep(i0, n, s, scratch, cap)` fills slot j of tokens i0..i0+n-1 at s[j * cap + (i - i0)] (a per-thread,
+//! cache-resident scratch tensor), and `tok` reads its slots at s[j * cap] with s already offset to token i.
+//! Returns false when a token reported !ok (the caller falls back).
+template <class T, class M, class Tok, class Prep = NoPrep>
+bool token_pass(std::int64_t B, std::int64_t R, const M* mask, T* g, std::vector<RowAcc>& rows, const Tok& tok,
+                const Prep& prep = {}) {
   rows.assign(static_cast<std::size_t>(B), RowAcc{});
   std::atomic<bool> bad{false};
   parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
-    for (std::int64_t b = b0; b < b1 && !bad.load(std::memory_order_relaxed); ++b) {
-      RowAcc s;
-      for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
-        const Token<T> t = tok(b, i);
-        if (!t.ok) { bad.store(true, std::memory_order_relaxed); break; }
-        const double m = static_cast<double>(mask[i]);
-        if (g) g[i] = t.dpg * static_cast<T>(mask[i]);
-        if (m == 0.0) continue;
-        s.loss += static_cast<double>(t.pg) * m;
-        s.count += m;
-        s.kl += t.kl * m;
-        s.clip += t.clip * m;
-        s.lower += t.lower * m;
-      }
-      rows[static_cast<std::size_t>(b)] = s;
+    const M* const mask_p = mask;  // locals: no reload through the captured references in the inner loop
+    T* const g_p = g;
+    const std::int64_t blk = std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, R));
+    const std::int64_t cap = blk * R;
+    at::Tensor scratch;  // (slots * cap,)
+    T* sp = nullptr;
+    if constexpr (Prep::slots > 0) {
+      scratch = at::empty({Prep::slots * cap}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+      sp = scratch.mutable_data_ptr<T>();
+    }
+    for (std::int64_t bb = b0; bb < b1 && !bad.load(std::memory_order_relaxed); bb += blk) {
+      const std::int64_t be = std::min(b1, bb + blk);
+      const std::int64_t i0 = bb * R;
+      if constexpr (Prep::slots > 0) prep(i0, (be - bb) * R, sp, scratch, cap);
+      // Two instantiations of the row loop: without a gradient buffer the (dead) derivative math is removed.
+      const auto row_loop = [&]<bool Grad>(std::bool_constant<Grad>) {
+        for (std::int64_t b = bb; b < be; ++b) {
+          RowAcc s;
+          for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
+            const Token<T> t = tok(b, i, sp ? sp + (i - i0) : nullptr, cap);
+            if (!t.ok) { bad.store(true, std::memory_order_relaxed); break; }
+            // Branch-free accumulation (the mask is random, a branch on it mispredicts): m = 0 adds 0. A
+            // non-finite loss at a masked token is left out, as masked_sum's where() does.
+            const double m = static_cast<double>(mask_p[i]);
+            if constexpr (Grad) g_p[i] = t.dpg * static_cast<T>(mask_p[i]);
+            double pgm = static_cast<double>(t.pg) * m;
+            if (!std::isfinite(pgm)) [[unlikely]] pgm = (m == 0.0) ? 0.0 : pgm;
+            s.loss += pgm;
+            s.count += m;
+            s.kl += t.kl * m;
+            s.clip += t.clip * m;
+            s.lower += t.lower * m;
+          }
+          rows[static_cast<std::size_t>(b)] = s;
+        }
+      };
+      if (g_p) row_loop(std::true_type{}); else row_loop(std::false_type{});
     }
   });
   return !bad.load();
 }
+
+//! Preparation: slot 0 = exp(clamp(log_prob - old_log_prob, -lim, lim)) (no clamp when lim is infinite) by
+//! ATen's exp; with `sigmoid_tau`, slot 1 = sigmoid(tau (r - 1)) with tau = A > 0 ? tau_pos : tau_neg (SAPO).
+template <class T, int Slots>
+struct RatioPrep {
+  static constexpr int slots = Slots;
+  const T* lp;
+  const T* olp;
+  const T* adv;
+  T lim;
+  T tau_pos = T(1), tau_neg = T(1);
+  void operator()(std::int64_t i0, std::int64_t n, T* s, const at::Tensor& scratch, std::int64_t cap) const {
+    for (std::int64_t j = 0; j < n; ++j) s[j] = std::clamp(lp[i0 + j] - olp[i0 + j], -lim, lim);
+    scratch.narrow(0, 0, n).exp_();
+    if constexpr (Slots > 1) {
+      T* u = s + cap;
+      for (std::int64_t j = 0; j < n; ++j) u[j] = (adv[i0 + j] > T(0) ? tau_pos : tau_neg) * (s[j] - T(1));
+      scratch.narrow(0, cap, n).sigmoid_();
+    }
+  }
+};
 
 //! `n + 1e-8` as verl evaluates `mask.sum(...) + 1e-8`: in the mask's dtype when floating, else in float32.
 template <class M>
@@ -292,16 +347,31 @@ inline T clamp_nan(T x, T lo, T hi) {
   return std::isnan(x) ? x : std::min(std::max(x, lo), hi);
 }
 
-//! d max(a, b) as autograd splits it: to the larger side, half to each on a tie.
+//! 1 or 0 as T (branch-free selection: for finite x, x * 1 + y * 0 is exactly x).
 template <class T>
-inline T max_grad(T a, T da, T b, T db) {
-  return a > b ? da : (b > a ? db : T(0.5) * da + T(0.5) * db);
+inline T ind(bool c) {
+  return static_cast<T>(c);
 }
 
-//! d min(a, b) as autograd splits it.
+//! d max(a, b) as autograd splits it: to the larger side, half to each on a tie (branch-free; finite inputs).
+//! (== and != on floats compile to a parity branch; for finite values they are expressed by < and >.)
+template <class T>
+inline T max_grad(T a, T da, T b, T db) {
+  const T gt = ind<T>(a > b), lt = ind<T>(b > a);
+  const T tie = T(0.5) * (T(1) - gt - lt);
+  return da * (gt + tie) + db * (lt + tie);
+}
+
+//! d min(a, b) as autograd splits it (branch-free; finite inputs).
 template <class T>
 inline T min_grad(T a, T da, T b, T db) {
-  return a < b ? da : (b < a ? db : T(0.5) * da + T(0.5) * db);
+  return max_grad(b, da, a, db);  // a < b is b > a: the same split with the roles of the values swapped
+}
+
+//! a != b for finite values, without a branch.
+template <class T>
+inline bool differ(T a, T b) {
+  return (a < b) | (a > b);
 }
 
 }  // namespace verl::core_algos::detail

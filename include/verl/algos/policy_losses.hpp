@@ -189,14 +189,14 @@ PolicyLossOutput finish_token_loss(const FusedPolicyInputs& in, const std::vecto
 
 //! A token-level fused loss: `tok(b, i) -> Token<T>` per token, then finish_token_loss. std::nullopt when a
 //! token reports a non-finite input (the caller falls back to verl's ATen sequence, whose clamps then matter).
-template <class T, class M, class Tok>
+template <class T, class M, class Tok, class Prep = NoPrep>
 std::optional<PolicyLossOutput> fused_token_loss(const FusedPolicyInputs& in, LossAggMode mode,
                                                  const GlobalBatchInfo& info, Metric kl, Metric clip, Metric lower,
-                                                 const Tok& tok) {
+                                                 const Tok& tok, const Prep& prep = {}) {
   std::vector<RowAcc> rows;
   at::Tensor coef = grad_buffer(in);
   if (!token_pass<T, M>(in.lp.size(0), in.lp.size(1), in.mask.data_ptr<M>(),
-                        in.need_grad ? coef.mutable_data_ptr<T>() : nullptr, rows, tok)) {
+                        in.need_grad ? coef.mutable_data_ptr<T>() : nullptr, rows, tok, prep)) {
     return std::nullopt;
   }
   return finish_token_loss<T, M>(in, rows, mode, info, coef, kl, clip, lower);
@@ -213,34 +213,35 @@ std::optional<PolicyLossOutput> vanilla_fused(const FusedPolicyInputs& in, LossA
   const T lo = static_cast<T>(1.0 - cfg.low()), hi = static_cast<T>(1.0 + cfg.high());
   const T c = static_cast<T>(cfg.clip_ratio_c);
   return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::value, Metric::value, Metric::value,
-                                [=](std::int64_t, std::int64_t i) {
+                                [=](std::int64_t, std::int64_t i, const T* sl, std::int64_t cap) {
     Token<T> k;
     const T d = lp[i] - olp[i];
     if (!std::isfinite(d) || !std::isfinite(adv[i])) { k.ok = false; return k; }
-    const T nak = std::clamp(d, T(-20), T(20));
-    const T r = std::exp(nak);
+    (void)cap;
+    // Branch-free (random signs and clip outcomes would mispredict): selections are 0/1 blends, exact for
+    // finite values.
+    const T nak = std::min(std::max(d, T(-20)), T(20));
+    const T r = sl[0];  // exp(nak), ATen's exp (RatioPrep)
     const T na = -adv[i];
     const T l1 = na * r;
-    const T l2 = na * std::clamp(r, lo, hi);
+    const T l2 = na * std::min(std::max(r, lo), hi);
     const T c1 = std::max(l1, l2);
     const T l3 = na * c;
-    const bool negative = adv[i] < T(0);
+    const T neg = ind<T>(adv[i] < T(0));
     // d(pg)/d(log_prob) by autograd's rules for clamp (inclusive bounds), maximum/minimum (ties split).
-    const T dr = (d < T(-20) || d > T(20)) ? T(0) : r;
-    T dc1 = max_grad(l1, na * dr, l2, (r >= lo && r <= hi) ? na * dr : T(0));
-    T pg = c1;
-    if (negative) {
-      pg = std::min(l3, c1);
-      dc1 = min_grad(l3, T(0), c1, dc1);
-    }
-    if (w) { pg *= w[i]; dc1 *= w[i]; }
+    const T dr = ind<T>((d >= T(-20)) & (d <= T(20))) * r;
+    const T dc1 = max_grad(l1, na * dr, l2, ind<T>((r >= lo) & (r <= hi)) * na * dr);
+    const T m3 = std::min(l3, c1);
+    T pg = c1 * (T(1) - neg) + m3 * neg;
+    T dpg = dc1 * (T(1) - neg) + min_grad(l3, T(0), c1, dc1) * neg;
+    if (w) { pg *= w[i]; dpg *= w[i]; }
     k.pg = pg;
-    k.dpg = dc1;
+    k.dpg = dpg;
     k.kl = -static_cast<double>(nak);
-    k.clip = (l2 > l1) ? 1.0 : 0.0;
-    k.lower = (c1 > l3 && negative) ? 1.0 : 0.0;
+    k.clip = static_cast<double>(l2 > l1);
+    k.lower = static_cast<double>(c1 > l3) * static_cast<double>(neg);
     return k;
-  });
+  }, RatioPrep<T, 1>{lp, olp, adv, T(20)});
 }
 
 //! Fused GSPO: a per-row pass for the sequence log-ratio, then one token pass.
@@ -272,21 +273,21 @@ std::optional<PolicyLossOutput> gspo_fused(const FusedPolicyInputs& in, const Ac
   });
   if (bad.load()) return std::nullopt;
   return fused_token_loss<T, M>(in, LossAggMode::seq_mean_token_mean, cfg.global_batch_info, Metric::value,
-                                Metric::value, Metric::zero, [&](std::int64_t b, std::int64_t i) {
+                                Metric::value, Metric::zero, [&](std::int64_t b, std::int64_t i, const T*, std::int64_t) {
     Token<T> k;
     if (!std::isfinite(adv[i])) { k.ok = false; return k; }
     const T s = seq_ratio[static_cast<std::size_t>(b)];
     const T ds = s * seq_gate[static_cast<std::size_t>(b)];
     const T na = -adv[i];
     const T l1 = na * s;
-    const T l2 = na * std::clamp(s, lo, hi);
+    const T l2 = na * std::min(std::max(s, lo), hi);
     T pg = std::max(l1, l2);
-    T dpg = max_grad(l1, na * ds, l2, (s >= lo && s <= hi) ? na * ds : T(0));
+    T dpg = max_grad(l1, na * ds, l2, ind<T>((s >= lo) & (s <= hi)) * na * ds);
     if (w) { pg *= w[i]; dpg *= w[i]; }
     k.pg = pg;
     k.dpg = dpg;
     k.kl = -static_cast<double>(lp[i] - olp[i]);
-    k.clip = (l2 > l1) ? 1.0 : 0.0;
+    k.clip = static_cast<double>(l2 > l1);
     return k;
   });
 }
@@ -302,26 +303,26 @@ std::optional<PolicyLossOutput> sapo_fused(const FusedPolicyInputs& in, const Ac
   // verl's `4.0 / taus` is taus.reciprocal() * 4.0.
   const T c_pos = (T(1) / tau_pos) * T(4), c_neg = (T(1) / tau_neg) * T(4);
   return fused_token_loss<T, M>(in, LossAggMode::seq_mean_token_mean, cfg.global_batch_info, Metric::value,
-                                Metric::zero, Metric::zero, [=](std::int64_t, std::int64_t i) {
+                                Metric::zero, Metric::zero, [=](std::int64_t, std::int64_t i, const T* sl, std::int64_t cap) {
     Token<T> k;
     const T d = lp[i] - olp[i];
     if (!std::isfinite(d) || !std::isfinite(adv[i])) { k.ok = false; return k; }
-    const T nak = std::clamp(d, T(-20), T(20));
-    const T r = std::exp(nak);
-    const bool pos = adv[i] > T(0);
-    const T tau = pos ? tau_pos : tau_neg;
-    const T cc = pos ? c_pos : c_neg;
-    const T sig = T(1) / (T(1) + std::exp(-(tau * (r - T(1)))));
+    const T nak = std::min(std::max(d, T(-20)), T(20));
+    const T r = sl[0];        // exp(nak), ATen's exp
+    const T pos = ind<T>(adv[i] > T(0));
+    const T tau = tau_pos * pos + tau_neg * (T(1) - pos);  // exact 0/1 blends
+    const T cc = c_pos * pos + c_neg * (T(1) - pos);
+    const T sig = sl[cap];    // sigmoid(tau (r - 1)), ATen's sigmoid
     const T gate = sig * cc;
     T pg = -gate * adv[i];
-    const T dr = (d < T(-20) || d > T(20)) ? T(0) : r;
+    const T dr = ind<T>((d >= T(-20)) & (d <= T(20))) * r;
     T dpg = -adv[i] * (cc * (sig * (T(1) - sig)) * tau * dr);
     if (w) { pg *= w[i]; dpg *= w[i]; }
     k.pg = pg;
     k.dpg = dpg;
     k.kl = -static_cast<double>(nak);
     return k;
-  });
+  }, RatioPrep<T, 2>{lp, olp, adv, T(20), tau_pos, tau_neg});
 }
 
 //! Fused GPG (one pass).
@@ -331,7 +332,7 @@ std::optional<PolicyLossOutput> gpg_fused(const FusedPolicyInputs& in, LossAggMo
   const T* adv = in.adv.data_ptr<T>();
   const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
   return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::none, Metric::none, Metric::none,
-                                [=](std::int64_t, std::int64_t i) {
+                                [=](std::int64_t, std::int64_t i, const T*, std::int64_t) {
     Token<T> k;
     if (!std::isfinite(lp[i]) || !std::isfinite(adv[i])) { k.ok = false; return k; }
     k.pg = -lp[i] * adv[i];
@@ -350,20 +351,21 @@ std::optional<PolicyLossOutput> cispo_fused(const FusedPolicyInputs& in, LossAgg
   const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
   const T lo = static_cast<T>(1.0 - cfg.low()), hi = static_cast<T>(1.0 + cfg.high());
   return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::value, Metric::value, Metric::zero,
-                                [=](std::int64_t, std::int64_t i) {
+                                [=](std::int64_t, std::int64_t i, const T* sl, std::int64_t cap) {
     Token<T> k;
     const T d = lp[i] - olp[i];
     if (!std::isfinite(d) || !std::isfinite(adv[i]) || !std::isfinite(lp[i])) { k.ok = false; return k; }
-    const T nak = std::clamp(d, T(-20), T(20));
-    const T r = std::exp(nak);
-    const T cr = std::clamp(r, lo, hi);
+    (void)cap;
+    const T nak = std::min(std::max(d, T(-20)), T(20));
+    const T r = sl[0];  // exp(nak), ATen's exp
+    const T cr = std::min(std::max(r, lo), hi);
     k.dpg = -cr * adv[i];
     k.pg = k.dpg * lp[i];
     if (w) { k.pg *= w[i]; k.dpg *= w[i]; }
     k.kl = -static_cast<double>(nak);
-    k.clip = (r != cr) ? 1.0 : 0.0;
+    k.clip = static_cast<double>(differ(r, cr));
     return k;
-  });
+  }, RatioPrep<T, 1>{lp, olp, adv, T(20)});
 }
 
 //! Fused GMPO (geo_mean): per-row sums in one pass, the per-sequence loss, then (for the gradient) one more pass.
@@ -381,10 +383,10 @@ std::optional<PolicyLossOutput> geo_mean_fused(const FusedPolicyInputs& in, cons
   std::atomic<bool> bad{false};
   // d' = sgn(A) min(sgn(A) d, sgn(A) clamp(d, -low, high)) and its derivative w.r.t. d (autograd's split).
   const auto nak_min = [=](T d, T a, T* dd) {
-    const T sgn = a > T(0) ? T(1) : (a < T(0) ? T(-1) : T(0));
-    const T dc = std::clamp(d, lo, hi);
+    const T sgn = ind<T>(a > T(0)) - ind<T>(a < T(0));
+    const T dc = std::min(std::max(d, lo), hi);
     const T x = sgn * d, y = sgn * dc;
-    if (dd) *dd = sgn * min_grad(x, sgn, y, (d >= lo && d <= hi) ? sgn : T(0));
+    if (dd) *dd = sgn * min_grad(x, sgn, y, ind<T>((d >= lo) & (d <= hi)) * sgn);
     return sgn * std::min(x, y);
   };
   parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
@@ -398,11 +400,10 @@ std::optional<PolicyLossOutput> geo_mean_fused(const FusedPolicyInputs& in, cons
         s.adv += static_cast<double>(adv[i]) * m;
         if (w) s.logw += static_cast<double>(std::log(w[i] + static_cast<T>(1e-10))) * m;
         s.n += m;
-        if (m == 0.0) continue;
-        s.kl += -static_cast<double>(d) * m;
-        const bool clipped = d != std::clamp(d, lo, hi);
-        s.clip_pos += (clipped && adv[i] > T(0)) ? m : 0.0;
-        s.clip_neg += (clipped && adv[i] < T(0)) ? m : 0.0;
+        s.kl += -static_cast<double>(d) * m;  // branch-free: m = 0 adds 0 (d is finite)
+        const bool clipped = differ(d, std::min(std::max(d, lo), hi));
+        s.clip_pos += static_cast<double>(clipped & (adv[i] > T(0))) * m;
+        s.clip_neg += static_cast<double>(clipped & (adv[i] < T(0))) * m;
       }
       rows[static_cast<std::size_t>(b)] = s;
     }
@@ -517,7 +518,7 @@ std::optional<PolicyLossOutput> clip_cov_fused(const FusedPolicyInputs& in, Loss
   const auto candidate = [=](std::int64_t i) {
     if (!(mask[i] > M(0))) return false;
     const T na = -adv[i];
-    if (na * std::clamp(rp[i], lo, hi) > na * rp[i]) return false;  // clip_by_origin -> cov = -inf
+    if (na * std::min(std::max(rp[i], lo), hi) > na * rp[i]) return false;  // clip_by_origin -> cov = -inf
     const T cov = (adv[i] - mean_a) * (lp[i] - mean_l);
     return cov < ub && cov > lb;
   };
@@ -554,7 +555,7 @@ std::optional<PolicyLossOutput> clip_cov_fused(const FusedPolicyInputs& in, Loss
   }
   const SelectedCursor cut(selected, B, R);
   return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::value, Metric::value, Metric::none,
-                                [&](std::int64_t b, std::int64_t i) {
+                                [&](std::int64_t b, std::int64_t i, const T*, std::int64_t) {
     Token<T> k;
     k.kl = -static_cast<double>(lp[i] - olp[i]);
     if (cut.hit(b, i)) {  // corr = 0: loss and gradient cut
@@ -564,9 +565,9 @@ std::optional<PolicyLossOutput> clip_cov_fused(const FusedPolicyInputs& in, Loss
     const T r = rp[i];
     const T na = -adv[i];
     const T l1 = na * r;
-    const T l2 = na * std::clamp(r, lo, hi);
+    const T l2 = na * std::min(std::max(r, lo), hi);
     k.pg = std::max(l1, l2);
-    k.dpg = max_grad(l1, na * r, l2, (r >= lo && r <= hi) ? na * r : T(0));
+    k.dpg = max_grad(l1, na * r, l2, ind<T>((r >= lo) & (r <= hi)) * na * r);
     if (w) { k.pg *= w[i]; k.dpg *= w[i]; }
     return k;
   });
@@ -638,21 +639,22 @@ std::optional<PolicyLossOutput> kl_cov_fused(const FusedPolicyInputs& in, LossAg
   const SelectedCursor pick(selected, B, R);
   const T coef = static_cast<T>(pl.ppo_kl_coef);
   return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::value, Metric::none, Metric::none,
-                                [&](std::int64_t b, std::int64_t i) {
+                                [&](std::int64_t b, std::int64_t i, const T* sl, std::int64_t cap) {
     Token<T> k;
+    (void)cap;
     const T d = lp[i] - olp[i];
-    const T r = std::exp(d);
+    const T r = sl[0];  // exp(d), ATen's exp
     const T na = -adv[i];
     k.pg = na * r;
     k.dpg = na * r;
     if (pick.hit(b, i)) {
       k.pg = k.pg + std::abs(d) * coef;
-      k.dpg += (d > T(0) ? coef : (d < T(0) ? -coef : T(0)));
+      k.dpg += coef * (ind<T>(d > T(0)) - ind<T>(d < T(0)));
     }
     if (w) { k.pg *= w[i]; k.dpg *= w[i]; }
     k.kl = std::abs(static_cast<double>(d));
     return k;
-  });
+  }, RatioPrep<T, 1>{lp, olp, adv, std::numeric_limits<T>::infinity()});
 }
 
 //! Generic vanilla PPO kernel: verl's operations one by one (any device/dtype; exact element-wise parity).
