@@ -9,7 +9,8 @@
 //                    verl's dp_actor path in Python (logits, div_(temperature), slice, logprobs_from_logits_v2)
 //   logprob_entropy  logprob plus the entropy (verl's compute_log_prob for old_log_probs: calculate_entropy=True)
 //   logprob_train    the same as logprob with grad, mean, backward
-// Counters: tokens/s (B*T per iteration) and peak_rss_MiB: the rise of VmHWM over VmRSS before the first
+// Counters: tokens/s (B*T per iteration, wall clock), tokens_per_cpu_s (per second of user + system CPU of the
+// whole process, all threads: less sensitive to other processes on a shared machine), and peak_rss_MiB: the rise of VmHWM over VmRSS before the first
 // (warm-up) iteration, after resetting VmHWM through /proc/self/clear_refs; the comparison script measures
 // Python the same way, each case in a fresh process. Threads: VERL_BENCH_THREADS (default 2).
 //
@@ -22,6 +23,7 @@
 #include "verl/models/causal_lm.hpp"
 
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -77,6 +79,13 @@ std::int64_t status_kib(const std::string& key) {
 
 void reset_peak() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
+// User + system CPU seconds of the whole process (all threads).
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 enum class Mode { forward, train, logprob, logprob_entropy, logprob_train };
 
 void run(benchmark::State& state, const std::string& name, Mode mode, std::int64_t b, std::int64_t t) {
@@ -115,7 +124,10 @@ void run(benchmark::State& state, const std::string& name, Mode mode, std::int64
   reset_peak();
   const auto rss_before = status_kib("VmRSS");
   step();  // warm-up (allocations, MKL/oneDNN initialisation), also part of the peak
+  const double cpu_before = process_cpu_seconds();
   for (auto _ : state) step();
+  const double cpu = process_cpu_seconds() - cpu_before;
+  state.counters["tokens_per_cpu_s"] = static_cast<double>(state.iterations() * b * t) / cpu;
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations() * b * t), benchmark::Counter::kIsRate);
   state.counters["peak_rss_MiB"] = static_cast<double>(status_kib("VmHWM") - rss_before) / 1024.0;
 }

@@ -15,6 +15,8 @@ Cases (model/mode/B/T) are those bench_models.cpp registers:
           logprob_train  the same with grad, .mean(), backward
 Peak memory, both sides: /proc/self/clear_refs <- 5 resets VmHWM; reported is VmHWM after the case minus VmRSS
 before its warm-up iteration (MiB): what the step itself adds on top of the resident model and inputs.
+Throughput is reported twice: tokens per wall-clock second, and tokens per second of user + system CPU of the whole
+process (getrusage, all threads), which other processes on a shared machine disturb less.
 Ratios: throughput verl-cpp / transformers (> 1: verl-cpp faster); memory transformers / verl-cpp (> 1: verl-cpp
 uses less).
 
@@ -42,6 +44,14 @@ def status_kib(key: str) -> int:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return -1
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of the whole process (all threads), as getrusage in bench_models.cpp."""
+    import resource
+
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
 
 
 def make_config(name: str):
@@ -116,14 +126,15 @@ def worker(case: str, threads: int) -> dict:
     rss_before = status_kib("VmRSS")
     step()  # warm-up, as bench_models.cpp
     # Iterations as Google Benchmark runs them there: 1 for the 0.5B model, else until 0.5 s have passed.
-    iterations, start = 0, time.perf_counter()
+    iterations, start, cpu_start = 0, time.perf_counter(), cpu_seconds()
     while True:
         step()
         iterations += 1
         elapsed = time.perf_counter() - start
         if (name == "qwen0.5b" and iterations == 1) or (name != "qwen0.5b" and elapsed >= 0.5):
             break
-    return {"tokens_per_s": iterations * b * t / elapsed,
+    cpu = cpu_seconds() - cpu_start
+    return {"tokens_per_s": iterations * b * t / elapsed, "tokens_per_cpu_s": iterations * b * t / cpu,
             "peak_rss_MiB": (status_kib("VmHWM") - rss_before) / 1024.0}
 
 
@@ -132,7 +143,7 @@ def run_cpp(bench: str, case: str, threads: int) -> dict:
     out = subprocess.run([bench, f"--benchmark_filter=^{case}(/iterations:[0-9]+)?(/real_time)?$", "--benchmark_format=json"], env=env, check=True,
                          capture_output=True, text=True).stdout
     bm = json.loads(out)["benchmarks"][0]
-    return {"tokens_per_s": bm["tokens/s"], "peak_rss_MiB": bm["peak_rss_MiB"]}
+    return {"tokens_per_s": bm["tokens/s"], "tokens_per_cpu_s": bm["tokens_per_cpu_s"], "peak_rss_MiB": bm["peak_rss_MiB"]}
 
 
 def run_python(case: str, threads: int) -> dict:
@@ -158,8 +169,9 @@ def main() -> int:
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     print(f"threads {args.threads} on both sides; load average at start {' '.join(load)}")
-    print("| case | transformers tok/s | verl-cpp tok/s | speed-up | transformers peak MiB | verl-cpp peak MiB | memory ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| case | transformers tok/s | verl-cpp tok/s | speed-up | transformers tok/CPU-s | verl-cpp tok/CPU-s | "
+          "CPU ratio | transformers peak MiB | verl-cpp peak MiB | memory ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     cases = args.cases or [f"{name}/{mode}/B{b}/T{t}" for name in args.only for mode in args.modes
                            for b, t in SHAPES[name]]
     for case in cases:
@@ -170,7 +182,8 @@ def main() -> int:
             cpp = c if cpp is None or c["tokens_per_s"] > cpp["tokens_per_s"] else cpp
         mem_ratio = py["peak_rss_MiB"] / cpp["peak_rss_MiB"] if cpp["peak_rss_MiB"] > 0 else float("inf")
         print(f"| {case} | {py['tokens_per_s']:.0f} | {cpp['tokens_per_s']:.0f} | "
-              f"{cpp['tokens_per_s'] / py['tokens_per_s']:.2f}x | {py['peak_rss_MiB']:.0f} | "
+              f"{cpp['tokens_per_s'] / py['tokens_per_s']:.2f}x | {py['tokens_per_cpu_s']:.0f} | "
+              f"{cpp['tokens_per_cpu_s']:.0f} | {cpp['tokens_per_cpu_s'] / py['tokens_per_cpu_s']:.2f}x | {py['peak_rss_MiB']:.0f} | "
               f"{cpp['peak_rss_MiB']:.0f} | {mem_ratio:.2f}x |", flush=True)
     with open("/proc/loadavg") as f:
         print(f"load average at end {' '.join(f.read().split()[:3])}")
