@@ -344,7 +344,7 @@ inline at::Tensor attach_grad(const at::Tensor& loss, const at::Tensor& coef, co
 //! Clamp with NaN passing through, as ATen's clamp.
 template <class T>
 inline T clamp_nan(T x, T lo, T hi) {
-  return std::isnan(x) ? x : std::min(std::max(x, lo), hi);
+  return x < lo ? lo : (hi < x ? hi : x);  // NaN fails both comparisons and passes through; vectorisable
 }
 
 //! 1 or 0 as T (branch-free selection: for finite x, x * 1 + y * 0 is exactly x).
