@@ -9,14 +9,16 @@
 #include "verl/models/critic.hpp"
 #include "verl/models/reward_model.hpp"
 
+#include "temp_dir.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <string>
 
-#include <unistd.h>
 
 using namespace verl::models;
 using nlohmann::json;
+using verl::test::TempDir;
 namespace fs = std::filesystem;
 
 static_assert(verl::check_actor_model<Actor>());
@@ -52,26 +54,6 @@ verl::TokenBatch padded_batch() {
   auto pos = (mask.cumsum(1) - 1).clamp_min(0);
   return verl::TokenBatch{ids, mask, pos, 4};
 }
-
-// A fresh directory under the system temp dir, its files removed one by one at scope exit (not with
-// fs::remove_all: the PyPI libtorch.so exports a std::filesystem::remove_all that crashes when bound).
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag)
-      : path(fs::temp_directory_path() / ("verl_heads_" + tag + "_" + std::to_string(::getpid()))) {
-    clean();
-    fs::create_directories(path);
-  }
-  ~TempDir() { clean(); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  void clean() const {
-    std::error_code ec;
-    if (!fs::exists(path, ec)) return;
-    for (const auto& e : fs::directory_iterator(path)) fs::remove(e.path(), ec);
-    fs::remove(path, ec);
-  }
-};
 
 json read_json(const fs::path& p) {
   std::ifstream in(p);
