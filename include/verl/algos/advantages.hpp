@@ -120,14 +120,14 @@ inline Groups make_groups(const at::Tensor& index) {
 //! The scores of one group as a contiguous (n,) tensor, as verl's torch.stack of the group's 0-dim scores.
 inline at::Tensor group_scores(const at::Tensor& scores, const std::vector<std::int64_t>& members) {
   auto pos = at::empty({static_cast<std::int64_t>(members.size())}, at::TensorOptions().dtype(at::kLong));  // (n,)
-  std::copy(members.begin(), members.end(), pos.mutable_data_ptr<std::int64_t>());
+  std::copy(members.begin(), members.end(), pos.data_ptr<std::int64_t>());
   return scores.index_select(0, pos.to(scores.device()));  // (n,)
 }
 
 //! A (B,) tensor of `dtype` on `device` holding `per_item` (exact: float32 and float64 values fit a double).
 inline at::Tensor per_item_tensor(const std::vector<double>& per_item, at::ScalarType dtype, at::Device device) {
   auto t = at::empty({static_cast<std::int64_t>(per_item.size())}, at::TensorOptions().dtype(at::kDouble));  // (B,)
-  std::copy(per_item.begin(), per_item.end(), t.mutable_data_ptr<double>());
+  std::copy(per_item.begin(), per_item.end(), t.data_ptr<double>());
   return t.to(device, dtype);  // (B,)
 }
 
@@ -320,8 +320,8 @@ inline bool use_cpu_kernel(const at::Tensor& rewards, const at::Tensor& mask) {
       const S* rp = r.data_ptr<S>();
       const S* vp = v.data_ptr<S>();
       const M* mp = m.data_ptr<M>();
-      S* ap = advantages.mutable_data_ptr<S>();
-      S* tp = returns.mutable_data_ptr<S>();
+      S* ap = advantages.data_ptr<S>();
+      S* tp = returns.data_ptr<S>();
       const S g = static_cast<S>(gamma);
       const S gl = static_cast<S>(gamma * lam);
       detail::for_each_row_tile(rows, t_len, [&]<int K>(std::int64_t b0) {
@@ -363,7 +363,7 @@ inline bool use_cpu_kernel(const at::Tensor& rewards, const at::Tensor& mask) {
       using M = decltype(mk);
       const S* rp = r.data_ptr<S>();
       const M* mp = m.data_ptr<M>();
-      S* tp = returns.mutable_data_ptr<S>();
+      S* tp = returns.data_ptr<S>();
       const S g = static_cast<S>(config.gamma);
       detail::for_each_row_tile(r.size(0), t_len, [&]<int K>(std::int64_t b0) {
         detail::reinforce_pp_rows<K>(rp, mp, tp, b0, t_len, g);

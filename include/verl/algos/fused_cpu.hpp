@@ -4,10 +4,8 @@
 //! a row-parallel loop that really runs on LibTorch's intra-op threads, the value/mask dtype dispatch, an
 //! exact fused masked whitening, and the per-row accumulation + agg_loss finish shared by the fused losses.
 //!
-//! Why rows are parallelised through a TensorIterator: `at::parallel_for` is an inline template whose OpenMP
-//! build (the PyPI wheel's) is a `#pragma omp parallel`, so in a translation unit compiled without -fopenmp it
-//! silently runs on one thread. TensorIteratorBase::for_each is compiled inside libtorch, so it spreads the
-//! rows over the same threads (and with the same grain rule) as ATen's own kernels, whatever the user's flags.
+//! Rows are parallelised with verl::detail::parallel_rows (verl/core/parallel.hpp), not at::parallel_for,
+//! which runs on one thread in translation units compiled without -fopenmp.
 //!
 //! Exactness: where verl's result is a full-tensor or per-row floating sum, the kernels below do not re-sum in
 //! their own order: they write the exact element-wise summands verl would sum into one scratch tensor and let
@@ -16,6 +14,7 @@
 
 #include "verl/core/algo_io.hpp"
 #include "verl/core/errors.hpp"
+#include "verl/core/parallel.hpp"
 
 #include <ATen/Parallel.h>
 #include <ATen/TensorIterator.h>
@@ -36,27 +35,7 @@
 
 namespace verl::core_algos::detail {
 
-//! Calls `fn(b0, b1)` on disjoint row ranges covering [0, rows), in parallel on LibTorch's intra-op threads
-//! when the work (rows x cols elements) exceeds ATen's grain size. `fn` must not throw.
-template <class F>
-void parallel_rows(std::int64_t rows, std::int64_t cols, const F& fn) {
-  const std::int64_t grain = std::max<std::int64_t>(1, at::internal::GRAIN_SIZE / std::max<std::int64_t>(1, cols));
-  if (rows <= grain || at::get_num_threads() <= 1 || at::in_parallel_region()) {
-    if (rows > 0) fn(std::int64_t{0}, rows);
-    return;
-  }
-  // A (rows,) tensor of row numbers drives the iterator: each chunk it hands out starts at the row it names.
-  auto idx = at::empty({rows}, at::TensorOptions().dtype(at::kLong));  // (rows,)
-  std::int64_t* p = idx.mutable_data_ptr<std::int64_t>();
-  for (std::int64_t i = 0; i < rows; ++i) p[i] = i;
-  auto iter = at::TensorIteratorConfig().add_output(idx).resize_outputs(false).check_all_same_dtype(false).build();
-  iter.for_each(
-      [&](char** data, const std::int64_t* /*strides*/, std::int64_t n) {
-        const std::int64_t b0 = *reinterpret_cast<const std::int64_t*>(data[0]);
-        fn(b0, b0 + n);
-      },
-      grain);
-}
+using verl::detail::parallel_rows;  // verl/core/parallel.hpp: why not at::parallel_for
 
 //! Calls `f(S{}, M{})` with the C++ types of a float/double value dtype and a mask dtype; false if unsupported.
 template <class F>
@@ -113,7 +92,7 @@ template <class S, class M, class X>
   const std::int64_t rows = mask.size(0), cols = mask.size(1);
   const M* m = mask.data_ptr<M>();
   at::Tensor out = at::empty({rows, cols}, at::TensorOptions().dtype(c10::CppTypeToScalarType<S>::value));  // (B,T)
-  S* o = out.mutable_data_ptr<S>();
+  S* o = out.data_ptr<S>();
   std::atomic<std::int64_t> count{0};
   // Pass 1: masked_sum's summands of x, and the mask count.
   parallel_rows(rows, cols, [&](std::int64_t b0, std::int64_t b1) {
@@ -208,7 +187,7 @@ bool token_pass(std::int64_t B, std::int64_t R, const M* mask, T* g, std::vector
     T* sp = nullptr;
     if constexpr (Prep::slots > 0) {
       scratch = at::empty({Prep::slots * cap}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
-      sp = scratch.mutable_data_ptr<T>();
+      sp = scratch.data_ptr<T>();
     }
     for (std::int64_t bb = b0; bb < b1 && !bad.load(std::memory_order_relaxed); bb += blk) {
       const std::int64_t be = std::min(b1, bb + blk);

@@ -50,14 +50,14 @@ at::Tensor fused_binary(const at::Tensor& a_in, const at::Tensor& b_in, const F&
   if (a.scalar_type() == at::kFloat) {
     const float* ap = a.data_ptr<float>();
     const float* bp = b.data_ptr<float>();
-    float* op = out.mutable_data_ptr<float>();
+    float* op = out.data_ptr<float>();
     parallel_rows(rows, cols, [&](std::int64_t r0, std::int64_t r1) {
       for (std::int64_t i = r0 * cols; i < r1 * cols; ++i) op[i] = f(ap[i], bp[i]);
     });
   } else {
     const double* ap = a.data_ptr<double>();
     const double* bp = b.data_ptr<double>();
-    double* op = out.mutable_data_ptr<double>();
+    double* op = out.data_ptr<double>();
     parallel_rows(rows, cols, [&](std::int64_t r0, std::int64_t r1) {
       for (std::int64_t i = r0 * cols; i < r1 * cols; ++i) op[i] = f(ap[i], bp[i]);
     });
@@ -116,9 +116,9 @@ inline void check_kl_inputs(const at::Tensor& logprob, const at::Tensor& ref_log
       });
     };
     if (out.scalar_type() == at::kFloat) {
-      finish(out.mutable_data_ptr<float>(), lp_c.data_ptr<float>(), ref_c.data_ptr<float>());
+      finish(out.data_ptr<float>(), lp_c.data_ptr<float>(), ref_c.data_ptr<float>());
     } else {
-      finish(out.mutable_data_ptr<double>(), lp_c.data_ptr<double>(), ref_c.data_ptr<double>());
+      finish(out.data_ptr<double>(), lp_c.data_ptr<double>(), ref_c.data_ptr<double>());
     }
     return out;
   }
@@ -163,7 +163,7 @@ inline void check_kl_inputs(const at::Tensor& logprob, const at::Tensor& ref_log
       const T* sp = sc.data_ptr<T>();
       const T* op = o.data_ptr<T>();
       const T* rp = r.data_ptr<T>();
-      T* outp = out.mutable_data_ptr<T>();
+      T* outp = out.data_ptr<T>();
       const T ratio = static_cast<T>(kl_ratio);
       const std::int64_t n = sc.numel(), cols = sc.dim() > 0 ? sc.size(-1) : 1;
       detail::parallel_rows(cols > 0 ? n / cols : 0, cols, [&](std::int64_t r0, std::int64_t r1) {

@@ -128,13 +128,13 @@ AggSums agg_sums_fused(const X& x, const E& extra, const at::Tensor& mask, LossA
   const std::int64_t B = mask.size(0), R = mask.size(1);
   const M* m = mask.data_ptr<M>();
   const at::Tensor scratch = at::empty({B, R}, at::TensorOptions().dtype(c10::CppTypeToScalarType<S>::value));  // (B,R)
-  S* p = scratch.mutable_data_ptr<S>();
+  S* p = scratch.data_ptr<S>();
   const bool token = mode == LossAggMode::token_mean;
   at::Tensor counts;  // (B,) int64, seq modes
   std::int64_t* cp = nullptr;
   if (!token) {
     counts = at::empty({B}, at::TensorOptions().dtype(at::kLong));
-    cp = counts.mutable_data_ptr<std::int64_t>();
+    cp = counts.data_ptr<std::int64_t>();
   }
   std::atomic<std::int64_t> total{0}, ext{0};
   parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {

@@ -66,7 +66,7 @@ inline void check_otb(std::string_view owner, const at::Tensor& rewards, const a
 //! (B,) positions of `members` as an int64 tensor on `device`.
 inline at::Tensor member_positions(const std::vector<std::int64_t>& members, at::Device device) {
   auto pos = at::empty({static_cast<std::int64_t>(members.size())}, at::TensorOptions().dtype(at::kLong));  // (n,)
-  std::copy(members.begin(), members.end(), pos.mutable_data_ptr<std::int64_t>());
+  std::copy(members.begin(), members.end(), pos.data_ptr<std::int64_t>());
   return pos.to(device);
 }
 
@@ -127,7 +127,7 @@ inline void zero_tail(at::Tensor& baselines, const std::vector<std::int64_t>& me
   if (handle_zero_tail) {
     // verl: int(mask_group.sum(-1)[k]) — the row sums in the mask's arithmetic, truncated to int.
     const auto sums = response_mask.sum(-1).to(at::kCPU, at::kDouble).contiguous();  // (B,)
-    const double* p = sums.const_data_ptr<double>();
+    const double* p = sums.data_ptr<double>();
     row_length.resize(static_cast<std::size_t>(sums.numel()));
     for (std::int64_t i = 0; i < sums.numel(); ++i) row_length[static_cast<std::size_t>(i)] =
         static_cast<std::int64_t>(p[i]);
@@ -179,8 +179,8 @@ inline void zero_tail(at::Tensor& baselines, const std::vector<std::int64_t>& me
   const auto counts = valid.sum(-1);                           // (B,)
   const auto lengths_cpu = lengths_t.to(at::kCPU).contiguous();
   const auto counts_cpu = counts.to(at::kCPU, at::kLong).contiguous();
-  const std::int64_t* len = lengths_cpu.const_data_ptr<std::int64_t>();
-  const std::int64_t* cnt = counts_cpu.const_data_ptr<std::int64_t>();
+  const std::int64_t* len = lengths_cpu.data_ptr<std::int64_t>();
+  const std::int64_t* cnt = counts_cpu.data_ptr<std::int64_t>();
   std::int64_t max_len = 0;
   for (std::int64_t i = 0; i < rows; ++i) {
     max_len = std::max(max_len, len[i]);

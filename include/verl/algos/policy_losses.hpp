@@ -181,7 +181,7 @@ PolicyLossOutput finish_token_loss(const FusedPolicyInputs& in, const std::vecto
   out.pg_clipfrac = metric(clip, t.clip, metric_dtype);
   out.pg_clipfrac_lower = metric(lower, t.lower, metric_dtype);
   if (in.need_grad) {
-    scale_rows(coef.mutable_data_ptr<T>(), B, R, row_scale);
+    scale_rows(coef.data_ptr<T>(), B, R, row_scale);
     out.loss = attach_grad(out.loss, coef, in.lp);
   }
   return out;
@@ -196,7 +196,7 @@ std::optional<PolicyLossOutput> fused_token_loss(const FusedPolicyInputs& in, Lo
   std::vector<RowAcc> rows;
   at::Tensor coef = grad_buffer(in);
   if (!token_pass<T, M>(in.lp.size(0), in.lp.size(1), in.mask.data_ptr<M>(),
-                        in.need_grad ? coef.mutable_data_ptr<T>() : nullptr, rows, tok, prep)) {
+                        in.need_grad ? coef.data_ptr<T>() : nullptr, rows, tok, prep)) {
     return std::nullopt;
   }
   return finish_token_loss<T, M>(in, rows, mode, info, coef, kl, clip, lower);
@@ -435,7 +435,7 @@ std::optional<PolicyLossOutput> geo_mean_fused(const FusedPolicyInputs& in, cons
   out.ppo_kl = scalar(kl / den, dtype);
   if (in.need_grad) {
     at::Tensor coef = grad_buffer(in);  // (B,R)
-    T* g = coef.mutable_data_ptr<T>();
+    T* g = coef.data_ptr<T>();
     parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
       for (std::int64_t b = b0; b < b1; ++b) {
         const T f = static_cast<T>(factor[static_cast<std::size_t>(b)]);
@@ -490,9 +490,9 @@ std::optional<PolicyLossOutput> clip_cov_fused(const FusedPolicyInputs& in, Loss
   // Pass 1: masked_sum summands of advantages and log_prob (rows 0 and 1 of one scratch), log-ratio, count.
   at::Tensor scratch = at::empty({2, B * R}, opts);  // (2, B*R)
   at::Tensor ratio = at::empty({B, R}, opts);        // (B,R) log-ratio, then exp in place
-  T* sa = scratch.mutable_data_ptr<T>();
+  T* sa = scratch.data_ptr<T>();
   T* sl = sa + B * R;
-  T* rp = ratio.mutable_data_ptr<T>();
+  T* rp = ratio.data_ptr<T>();
   std::atomic<std::int64_t> count{0};
   std::atomic<bool> bad{false};
   parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
@@ -603,7 +603,7 @@ std::optional<PolicyLossOutput> kl_cov_fused(const FusedPolicyInputs& in, LossAg
   std::vector<std::int64_t> selected;
   if (n > 0) {
     at::Tensor packed = at::empty({2, n}, at::TensorOptions().dtype(in.lp.scalar_type()));  // (2,n) adv, log_prob
-    T* pa = packed.mutable_data_ptr<T>();
+    T* pa = packed.data_ptr<T>();
     T* pl_ = pa + n;
     parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
       for (std::int64_t b = b0; b < b1; ++b) {

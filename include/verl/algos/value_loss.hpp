@@ -88,7 +88,7 @@ inline std::optional<ValueLossOutput> value_loss_fused(const at::Tensor& vpreds,
         const T g = g0.item<T>();
         const M* mp = m.data_ptr<M>();
         auto coef = at::empty_like(vp.detach(), at::MemoryFormat::Contiguous);  // (B,R)
-        T* gp = coef.mutable_data_ptr<T>();
+        T* gp = coef.data_ptr<T>();
         const std::int64_t B = vp.size(0), R = vp.size(1);
         parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
           for (std::int64_t i = b0 * R; i < b1 * R; ++i) {

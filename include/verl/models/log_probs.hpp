@@ -21,10 +21,12 @@
 //! in the input dtype; the weight gradient is accumulated over chunks in float32 for bf16/half inputs.
 //!
 //! On CPU the per-chunk work after the GEMM is one fused pass per row (two reads of the row: max, then
-//! sum-exp/entropy terms) parallelised over rows with at::parallel_for, and the backward's grad_logits is
+//! sum-exp/entropy terms) parallelised over rows with verl::detail::parallel_rows
+//! (at::parallel_for would run on one thread: see verl/core/parallel.hpp), and the backward's grad_logits is
 //! formed in place in the logits buffer; on other devices the same chunking runs on ATen operators.
 
 #include "verl/core/errors.hpp"
+#include "verl/core/parallel.hpp"
 #include "verl/models/detail/log_probs_kernels.hpp"
 
 #include <ATen/Parallel.h>
@@ -122,7 +124,7 @@ inline ForwardResult linear_log_probs_forward(const at::Tensor& hidden, const at
         double* lse = out.lse.data_ptr<double>() + i0;
         double* mz = entropy ? out.mean_z.data_ptr<double>() + i0 : nullptr;
         double* en = entropy ? out.entropy.data_ptr<double>() + i0 : nullptr;
-        at::parallel_for(0, rows, 1, [&](std::int64_t b, std::int64_t e) {
+        verl::detail::parallel_rows(rows, v, [&](std::int64_t b, std::int64_t e) {
           for (std::int64_t r = b; r < e; ++r) {
             const auto st = forward_row_f64(l + r * v, v, t[r], temperature, temperature != 1.0, entropy);
             lp[r] = st.log_prob;
@@ -141,7 +143,8 @@ inline ForwardResult linear_log_probs_forward(const at::Tensor& hidden, const at
               out.log_probs.data_ptr<float>() + i0, out.lse.data_ptr<float>() + i0,
               entropy ? out.mean_z.data_ptr<float>() + i0 : nullptr,
               entropy ? out.entropy.data_ptr<float>() + i0 : nullptr, v, static_cast<float>(temperature)};
-          at::parallel_for(0, rows, 1, [&](std::int64_t b, std::int64_t e) { RowKernels<In>::forward(args, b, e); });
+          verl::detail::parallel_rows(rows, v,
+                                      [&](std::int64_t b, std::int64_t e) { RowKernels<In>::forward(args, b, e); });
         };
         if (dtype == at::kFloat) run(float{});
         else if (dtype == at::kBFloat16) run(c10::BFloat16{});
@@ -198,7 +201,7 @@ inline std::pair<at::Tensor, at::Tensor> linear_log_probs_backward(
         const double* gen = g_ent.defined() ? g_ent.data_ptr<double>() + i0 : nullptr;
         const double* ls = lse.data_ptr<double>() + i0;
         const double* mz = mean_z.defined() ? mean_z.data_ptr<double>() + i0 : nullptr;
-        at::parallel_for(0, rows, 1, [&](std::int64_t b, std::int64_t e) {
+        verl::detail::parallel_rows(rows, v, [&](std::int64_t b, std::int64_t e) {
           for (std::int64_t r = b; r < e; ++r) {
             backward_row_f64(l + r * v, v, t[r], temperature, temperature != 1.0, glp ? glp[r] : 0.0,
                              gen ? gen[r] : 0.0, ls[r], mz ? mz[r] : 0.0);
@@ -212,7 +215,8 @@ inline std::pair<at::Tensor, at::Tensor> linear_log_probs_backward(
               g_lp.defined() ? g_lp.data_ptr<float>() + i0 : nullptr,
               g_ent.defined() ? g_ent.data_ptr<float>() + i0 : nullptr, lse.data_ptr<float>() + i0,
               mean_z.defined() ? mean_z.data_ptr<float>() + i0 : nullptr, v, static_cast<float>(temperature)};
-          at::parallel_for(0, rows, 1, [&](std::int64_t b, std::int64_t e) { RowKernels<In>::backward(args, b, e); });
+          verl::detail::parallel_rows(rows, v,
+                                      [&](std::int64_t b, std::int64_t e) { RowKernels<In>::backward(args, b, e); });
         };
         if (dtype == at::kFloat) run(float{});
         else if (dtype == at::kBFloat16) run(c10::BFloat16{});
