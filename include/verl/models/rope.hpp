@@ -9,6 +9,7 @@
 #include "verl/core/errors.hpp"
 #include "verl/models/config.hpp"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
