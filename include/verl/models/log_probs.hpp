@@ -30,6 +30,7 @@
 #include "verl/models/detail/log_probs_kernels.hpp"
 
 #include <ATen/Parallel.h>
+#include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
