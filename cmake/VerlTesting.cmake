@@ -95,7 +95,19 @@ function(verl_add_unit_tests target)
   target_link_libraries(${target} PRIVATE verl_test_main)
   target_include_directories(${target} PRIVATE "${PROJECT_SOURCE_DIR}/tests/support")
   target_precompile_headers(${target} REUSE_FROM verl_test_main)
-  catch_discover_tests(${target} TEST_PREFIX "${target}." PROPERTIES LABELS "${ARG_LABELS}" ${ARG_PROPERTIES})
+  set(_props "")
+  if(ARG_PROPERTIES)
+    set(_props PROPERTIES ${ARG_PROPERTIES})
+  endif()
+  catch_discover_tests(${target} TEST_PREFIX "${target}." TEST_LIST ${target}_TESTS ${_props})
+  # Labels are set by a CTest include file run after the discovered tests are defined: passed through
+  # catch_discover_tests' PROPERTIES, a list of labels is split on ';' and only the first one sticks.
+  set(_labels_file "${CMAKE_CURRENT_BINARY_DIR}/${target}_labels.cmake")
+  file(WRITE "${_labels_file}"
+       "if(DEFINED ${target}_TESTS)\n"
+       "  set_tests_properties(\${${target}_TESTS} PROPERTIES LABELS \"${ARG_LABELS}\")\n"
+       "endif()\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${_labels_file}")
 endfunction()
 
 # VERL_TEST_PYTHON: the venv's Python (scripts/setup.sh installs the parity tests' reference packages there),
