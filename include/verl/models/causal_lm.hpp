@@ -86,21 +86,7 @@ class CausalLMImpl : public torch::nn::Module {
   //! transformers' _init_weights: Linear and Embedding weights ~ N(0, std) (the padding row of the
   //! embedding zeroed), biases 0, RMSNorm weights 1. Draws from LibTorch's default generator.
   void init_weights(double std = 0.02) {
-    at::NoGradGuard no_grad;
-    for (const auto& item : named_parameters()) {
-      const auto& name = item.key();
-      auto p = item.value();
-      if (name.find("norm.weight") != std::string::npos) {  // every RMSNorm: *layernorm, norm, q_norm, k_norm
-        p.fill_(1.0);
-      } else if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) {
-        p.zero_();
-      } else {
-        p.normal_(0.0, std);
-      }
-    }
-    if (config_.pad_token_id && *config_.pad_token_id < config_.vocab_size) {
-      model->embed_tokens->weight[*config_.pad_token_id].zero_();
-    }
+    detail::init_hf_weights(*this, model, std);
   }
 
   //! Recompute each decoder layer in backward (see TransformerModel::set_activation_checkpointing).

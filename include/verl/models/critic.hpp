@@ -66,22 +66,7 @@ class TokenValueModelImpl : public torch::nn::Module {
   //! transformers' _init_weights over the whole model (see CausalLMImpl::init_weights) with `std`
   //! (default: HeadConfig::initializer_range).
   void init_weights(std::optional<double> std = std::nullopt) {
-    const double s = std.value_or(head_.initializer_range);
-    at::NoGradGuard no_grad;
-    for (const auto& item : named_parameters()) {
-      const auto& name = item.key();
-      auto p = item.value();
-      if (name.find("norm.weight") != std::string::npos) {
-        p.fill_(1.0);
-      } else if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) {
-        p.zero_();
-      } else {
-        p.normal_(0.0, s);
-      }
-    }
-    if (config_.pad_token_id && *config_.pad_token_id < config_.vocab_size) {
-      model->embed_tokens->weight[*config_.pad_token_id].zero_();
-    }
+    detail::init_hf_weights(*this, model, std.value_or(head_.initializer_range));
   }
 
   [[nodiscard]] const TransformerConfig& config() const { return config_; }

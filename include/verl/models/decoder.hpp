@@ -20,6 +20,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/ones.h>
+#include <ATen/core/grad_mode.h>
 #include <c10/core/GradMode.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -28,6 +29,7 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
 namespace verl::models {
@@ -153,5 +155,31 @@ class TransformerModelImpl : public torch::nn::Module {
   bool checkpointing_ = false;
 };
 TORCH_MODULE(TransformerModel);
+
+namespace detail {
+
+//! transformers' _init_weights over every parameter of `module` (a backbone with an LM, value or score head):
+//! Linear and Embedding weights ~ N(0, std), biases 0, RMSNorm weights 1, and the backbone embedding's
+//! padding row zeroed. Draws from LibTorch's default generator.
+inline void init_hf_weights(torch::nn::Module& module, const TransformerModel& backbone, double std) {
+  at::NoGradGuard no_grad;
+  for (const auto& item : module.named_parameters()) {
+    const auto& name = item.key();
+    auto p = item.value();
+    if (name.find("norm.weight") != std::string::npos) {  // every RMSNorm: *layernorm, norm, q_norm, k_norm
+      p.fill_(1.0);
+    } else if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) {
+      p.zero_();
+    } else {
+      p.normal_(0.0, std);
+    }
+  }
+  const auto& config = backbone->config();
+  if (config.pad_token_id && *config.pad_token_id < config.vocab_size) {
+    backbone->embed_tokens->weight[*config.pad_token_id].zero_();
+  }
+}
+
+}  // namespace detail
 
 }  // namespace verl::models

@@ -75,21 +75,7 @@ class SequenceScoreModelImpl : public torch::nn::Module {
   //! transformers' _init_weights: N(0, std) weights (default HeadConfig::initializer_range), norms 1, the
   //! embedding's padding row 0.
   void init_weights(std::optional<double> std = std::nullopt) {
-    const double s = std.value_or(head_.initializer_range);
-    at::NoGradGuard no_grad;
-    for (const auto& item : named_parameters()) {
-      auto p = item.value();
-      if (item.key().find("norm.weight") != std::string::npos) {
-        p.fill_(1.0);
-      } else if (item.key().size() >= 4 && item.key().compare(item.key().size() - 4, 4, "bias") == 0) {
-        p.zero_();
-      } else {
-        p.normal_(0.0, s);
-      }
-    }
-    if (config_.pad_token_id && *config_.pad_token_id < config_.vocab_size) {
-      model->embed_tokens->weight[*config_.pad_token_id].zero_();
-    }
+    detail::init_hf_weights(*this, model, std.value_or(head_.initializer_range));
   }
 
   [[nodiscard]] const TransformerConfig& config() const { return config_; }
