@@ -114,8 +114,11 @@ class TransformerModelImpl : public torch::nn::Module {
     auto hidden = embed_tokens(input_ids);                                              // (B,T,hidden)
     const auto [cos, sin] = rope_cos_sin(config_, position_ids, hidden.scalar_type());  // (B,T,D) each
     std::map<std::int64_t, at::Tensor> masks;  // one (B,1,T,L) mask per distinct window
+    // Nothing padded, no cache: layers without a window run SDPA's causal path (an undefined mask).
+    const bool plain_causal = cache == nullptr && (!attention_mask.defined() || new_mask.all().item<bool>());
     for (auto w : config_.sliding_windows) {
-      if (!masks.count(w)) masks[w] = attention_mask_4d(full_mask, past, t, w);
+      if (masks.count(w)) continue;
+      masks[w] = plain_causal && (w <= 0 || w >= t) ? at::Tensor() : attention_mask_4d(full_mask, past, t, w);
     }
     const bool recompute = checkpointing_ && is_training() && c10::GradMode::is_enabled() && cache == nullptr;
     for (std::size_t i = 0; i < decoder_layers_.size(); ++i) {

@@ -20,6 +20,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <cmath>
+#include <optional>
 #include <cstdint>
 
 namespace verl::models {
@@ -90,7 +91,11 @@ class AttentionImpl : public torch::nn::Module {
       keys = keys.unsqueeze(2).expand({b, kv_heads_, groups, l, head_dim_}).reshape({b, heads_, l, head_dim_});
       values = values.unsqueeze(2).expand({b, kv_heads_, groups, l, head_dim_}).reshape({b, heads_, l, head_dim_});
     }
-    const auto out = at::scaled_dot_product_attention(q, keys, values, mask, /*dropout_p=*/0.0, /*is_causal=*/false,
+    // An undefined mask means plain causal attention over T == L columns (no padding, window or cache): SDPA's
+    // is_causal path, which lets it pick its fused CPU/GPU kernels, as transformers does for unpadded batches.
+    const auto attn_mask = mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt;
+    const auto out = at::scaled_dot_product_attention(q, keys, values, attn_mask, /*dropout_p=*/0.0,
+                                                      /*is_causal=*/!mask.defined(),
                                                       /*scale=*/std::pow(static_cast<double>(head_dim_), -0.5));  // (B,H,T,D)
     return o_proj(out.transpose(1, 2).reshape({b, t, heads_ * head_dim_}));
   }
