@@ -114,10 +114,15 @@ struct SamplingParams {
   double top_p = 1.0;                        //!< nucleus mass, in (0, 1]; 1 = off
   std::int64_t top_k = -1;                   //!< keep the k most likely tokens; -1 = off, else >= 1
   double min_p = 0.0;                        //!< drop tokens below min_p * p(max), in [0, 1]; 0 = off
-  double repetition_penalty = 1.0;           //!< > 0; 1 = off
+  double repetition_penalty = 1.0;           //!< > 0; 1 = off (prompt and output tokens, transformers/vLLM rule)
+  double presence_penalty = 0.0;             //!< in [-2, 2]; subtracted once from each token already output
+  double frequency_penalty = 0.0;            //!< in [-2, 2]; subtracted per occurrence in the output so far
   std::int64_t max_tokens = 16;              //!< maximum response length R; >= 1 (vLLM's default 16)
   std::optional<std::uint64_t> seed;         //!< per-request seed; unset = engine's generator
   std::vector<std::int64_t> stop_token_ids;  //!< extra tokens that end a response (besides eos); each >= 0
+  //! Strings that end a response once the decoded response contains one (needs the engine's detokenizer);
+  //! the token that completes it is kept, as are the tokens of the string.
+  std::vector<std::string> stop;
   bool ignore_eos = false;                   //!< keep generating after eos (benchmarks, length tests)
   bool return_log_probs = false;             //!< fill Rollout::log_probs with the sampler's log-probs
 
@@ -137,10 +142,17 @@ struct SamplingParams {
     check<ConfigError>(min_p >= 0.0 && min_p <= 1.0, owner, ": `min_p` is ", min_p, ", expected a value in [0, 1]");
     check<ConfigError>(std::isfinite(repetition_penalty) && repetition_penalty > 0.0, owner,
                        ": `repetition_penalty` is ", repetition_penalty, ", expected a finite value > 0 (1 = off)");
+    check<ConfigError>(std::isfinite(presence_penalty) && presence_penalty >= -2.0 && presence_penalty <= 2.0, owner,
+                       ": `presence_penalty` is ", presence_penalty, ", expected a value in [-2, 2] (0 = off)");
+    check<ConfigError>(std::isfinite(frequency_penalty) && frequency_penalty >= -2.0 && frequency_penalty <= 2.0,
+                       owner, ": `frequency_penalty` is ", frequency_penalty, ", expected a value in [-2, 2] (0 = off)");
     check<ConfigError>(max_tokens >= 1, owner, ": `max_tokens` is ", max_tokens, ", expected an integer >= 1");
     for (std::size_t i = 0; i < stop_token_ids.size(); ++i) {
       check<ConfigError>(stop_token_ids[i] >= 0, owner, ": `stop_token_ids[", i, "]` is ", stop_token_ids[i],
                          ", expected a token id >= 0");
+    }
+    for (std::size_t i = 0; i < stop.size(); ++i) {
+      check<ConfigError>(!stop[i].empty(), owner, ": `stop[", i, "]` is empty, expected a non-empty stop string");
     }
   }
 };
