@@ -16,6 +16,7 @@ struct position_ids : field<"position_ids"> {};      //!< (B,T) int64, cumulativ
 struct prompts : field<"prompts"> {};              //!< (B,P) int64, left-padded prompt tokens
 struct responses : field<"responses"> {};          //!< (B,R) int64, right-padded generated tokens
 struct response_mask : field<"response_mask"> {};  //!< (B,R), 1 on tokens that count in losses
+struct rollout_log_probs : field<"rollout_log_probs"> {};  //!< (B,R) float, the sampler's log-probs (0 on padding)
 
 // Scores of the rollout under the models.
 struct old_log_probs : field<"old_log_probs"> {};  //!< (B,R) float, behaviour policy log-probs

@@ -23,6 +23,8 @@
 #include "verl/models/detail/heads_io.hpp"
 #include "verl/models/hf_model_io.hpp"
 #include "verl/models/log_probs.hpp"
+#include "verl/rollout/engine.hpp"
+#include "verl/rollout/rollout_manager.hpp"
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
@@ -31,6 +33,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -39,6 +42,11 @@ namespace verl::models {
 //! How an Actor or Reference computes log-probs and generates.
 struct ActorOptions {
   GenerationOptions generation;  //!< eos / pad tokens of generate()
+  //! The rollout engine behind Actor::generate (KV budget, batching limits, ...). Its eos_token_ids are
+  //! taken from `generation` when set there.
+  rollout::EngineOptions engine;
+  //! Free the engine's KV pool after each generate() (give the memory back to training).
+  bool release_kv_cache_after_generate = false;
   //! linear_log_probs' chunking: tokens per chunk (0 = as many as fit in max_chunk_bytes).
   std::int64_t chunk_tokens = 0;
   std::int64_t max_chunk_bytes = std::int64_t{256} << 20;  //!< one chunk's logits budget when chunk_tokens = 0
@@ -117,10 +125,15 @@ class Actor {
   //! materialising, for callers that need them (e.g. top-k distillation). `lm()->logits(...)` gives (B,T,V).
   [[nodiscard]] at::Tensor logits(const TokenBatch& batch) { return detail::response_logits(lm_, batch); }
 
-  //! Samples responses with the KV-cached generator (verl::models::generate) and ActorOptions::generation.
+  //! Samples responses with the rollout engine (verl/rollout/engine.hpp: paged KV cache, continuous
+  //! batching, prefix sharing) on this actor's own parameter tensors, configured by ActorOptions::engine and
+  //! ActorOptions::generation. The engine is created at the first call and shared by copies of this handle.
   [[nodiscard]] Rollout generate(const Prompts& prompts, const SamplingParams& params) {
-    return models::generate(lm_, prompts, params, options_.generation);
+    return rollout_manager().generate(prompts, params);
   }
+
+  //! The engine behind generate(), e.g. to read its statistics or free its KV pool.
+  [[nodiscard]] rollout::Engine& engine() { return rollout_manager().engine(); }
 
   //! The trainable tensors (a tied LM head appears once, as model.embed_tokens.weight).
   [[nodiscard]] std::vector<at::Tensor> parameters() const { return lm_->parameters(); }
@@ -133,8 +146,32 @@ class Actor {
   [[nodiscard]] const ActorOptions& options() const { return options_; }
 
  private:
+  struct Generator {
+    explicit Generator(CausalLM lm, const ActorOptions& o) : engine(std::move(lm), engine_options(o)),
+                                                            manager(engine, manager_options(o)) {}
+    static rollout::EngineOptions engine_options(const ActorOptions& o) {
+      auto e = o.engine;
+      if (!o.generation.eos_token_ids.empty()) e.eos_token_ids = o.generation.eos_token_ids;
+      return e;
+    }
+    static rollout::RolloutOptions manager_options(const ActorOptions& o) {
+      rollout::RolloutOptions r;
+      r.pad_token_id = o.generation.pad_token_id;
+      r.release_kv_cache = o.release_kv_cache_after_generate;
+      return r;
+    }
+    rollout::Engine engine;
+    rollout::RolloutManager manager;
+  };
+
+  rollout::RolloutManager& rollout_manager() {
+    if (!rollout_) rollout_ = std::make_shared<Generator>(lm_, options_);
+    return rollout_->manager;
+  }
+
   CausalLM lm_;
   ActorOptions options_;
+  std::shared_ptr<Generator> rollout_;  // created by the first generate(); shared by copies of the handle
 };
 
 //! The frozen reference policy of the KL term. Satisfies verl::ReferenceModel (and deliberately not
