@@ -3,7 +3,8 @@
 //! verl::models::CausalLM: the decoder backbone plus the language-model head (transformers'
 //! LlamaForCausalLM and siblings), with tied or untied embeddings, and `generate`, a simple KV-cached
 //! generator (greedy, or temperature / top-k / top-p / min-p sampling with a seed) that returns a
-//! verl::Rollout. Parameter names are Hugging Face's: `model.embed_tokens.weight`,
+//! verl::Rollout: the contiguous-cache baseline of the rollout engine (verl/rollout/engine.hpp), which
+//! Actor::generate uses. Parameter names are Hugging Face's: `model.embed_tokens.weight`,
 //! `model.layers.0.self_attn.q_proj.weight`, ..., `model.norm.weight`, `lm_head.weight` (absent when tied,
 //! as in transformers' named_parameters()).
 
@@ -154,6 +155,9 @@ inline at::Tensor filter_scores(at::Tensor scores, const SamplingParams& p) {
   constexpr std::string_view o = "verl::models::generate";
   prompts.validate();
   params.validate();
+  check<ConfigError>(params.presence_penalty == 0.0 && params.frequency_penalty == 0.0 && params.stop.empty(), o,
+                     ": presence/frequency penalties and stop strings are supported by the rollout engine "
+                     "(verl/rollout/engine.hpp, behind Actor::generate), not by this simple generator");
   const auto& config = lm->config();
   const auto eos_ids = options.eos_token_ids.empty() ? config.eos_token_ids : options.eos_token_ids;
   const std::int64_t pad = options.pad_token_id   ? *options.pad_token_id

@@ -40,7 +40,7 @@ struct StepInputs {
 //! No autograd history is recorded.
 [[nodiscard]] inline at::Tensor paged_forward(models::CausalLM& lm, KVPool& pool, const StepInputs& in) {
   at::NoGradGuard no_grad;
-  const auto& backbone = lm->model;
+  auto& backbone = lm->model;
   const auto& config = backbone->config();
   const std::int64_t n = in.token_ids.size(0);
   const std::int64_t heads = config.num_attention_heads, kv_heads = config.num_key_value_heads, d = config.head_dim;
@@ -55,8 +55,8 @@ struct StepInputs {
   PagedAttentionBatch attention = in.attention;
   const auto& layers = backbone->decoder_layers();
   for (std::size_t i = 0; i < layers.size(); ++i) {
-    const auto& layer = layers[i];
-    const auto& attn = layer->self_attn;
+    auto layer = layers[i];
+    auto attn = layer->self_attn;
     const auto h = layer->input_layernorm(x);        // (N,hidden)
     auto q = attn->q_proj(h).view({n, heads, d});     // (N,H,D)
     auto k = attn->k_proj(h).view({n, kv_heads, d});  // (N,Hkv,D)

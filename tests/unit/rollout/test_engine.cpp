@@ -395,8 +395,16 @@ TEST_CASE("RolloutManager: layout, padding, progress, cancellation, typed batch"
   CHECK(seen.back().finished_samples == 6);
   CHECK(seen.back().total_samples == 6);
   const auto batch = manager.generate_batch(prompts, p);
-  CHECK(torch::equal(batch.get<verl::fields::uid>(), torch::tensor({2, 2, 2, 3, 3, 3}, torch::kLong)));  // 2nd call
+  CHECK(torch::equal(batch.get<verl::fields::uid>(), torch::tensor({0, 0, 0, 1, 1, 1}, torch::kLong)));
   CHECK(torch::equal(batch.get<verl::fields::responses>(), rollout.responses));
+  auto sampled = greedy(10, 3);
+  sampled.temperature = 1.0;
+  sampled.seed = 8;
+  sampled.return_log_probs = true;
+  const auto second = manager.generate_batch<true>(prompts, sampled);  // uids continue; log-probs attached
+  CHECK(torch::equal(second.get<verl::fields::uid>(), torch::tensor({2, 2, 2, 3, 3, 3}, torch::kLong)));
+  CHECK(second.get<verl::fields::rollout_log_probs>().sizes() == second.get<verl::fields::responses>().sizes());
+  CHECK_THROWS_AS(manager.generate_batch<true>(prompts, p), verl::ConfigError);  // return_log_probs not set
 
   SECTION("cancel from the progress callback") {
     RolloutOptions co;
