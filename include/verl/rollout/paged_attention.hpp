@@ -13,10 +13,10 @@
 //!   (sequence, KV head), spread over LibTorch's intra-op threads with verl::detail::parallel_rows. It walks
 //!   the sequence's blocks once, scores the G = H/Hkv query heads of every row against each key tile while it
 //!   is in L1, and keeps a running (online-softmax) max, sum and value accumulator per query vector, in float
-//!   (double for double storage), subtracting the running max before exp so nothing overflows. The float /
-//!   bfloat16 / half loops use 16-lane GCC vector extensions with the Cephes-style exp of
-//!   models/detail/log_probs_kernels.hpp, compiled for the baseline ISA and for AVX2+FMA (chosen at run time),
-//!   so they vectorise without -ffast-math or -march flags in the user's build.
+//!   (double for double storage), subtracting the running max before exp so nothing overflows. The loops are
+//!   written for GCC's auto-vectoriser (16 independent partial sums for dot products, axpy over D, a
+//!   Cephes-style polynomial exp over 16 scores) and compiled for the baseline ISA and for AVX2+FMA (chosen at
+//!   run time), so they vectorise without -ffast-math or -march flags in the user's build.
 //! - gather + SDPA, for sequences with many query rows (prefill) and as the device-generic fallback (CUDA, or
 //!   a dtype the kernel lacks): the sequence's blocks are gathered into a contiguous (1,Hkv,L,D) tensor with
 //!   index_select, repeated for GQA and passed to at::scaled_dot_product_attention with a boolean mask offset
@@ -27,7 +27,6 @@
 
 #include "verl/core/errors.hpp"
 #include "verl/core/parallel.hpp"
-#include "verl/models/detail/log_probs_kernels.hpp"
 
 #include <ATen/core/List.h>
 #include <ATen/core/Tensor.h>
@@ -202,7 +201,7 @@ inline void paged_attention_sdpa(const at::Tensor& q, const at::Tensor& key_cach
       const auto qpos = at::arange(seq.ctx - seq.n, seq.ctx, dev).unsqueeze(1);  // (n,1) positions of the rows
       const auto kpos = at::arange(key0, seq.ctx, dev).unsqueeze(0);              // (1,lk) positions of the keys
       auto allowed = kpos.le(qpos);                                                // (n,lk)
-      if (plan.window > 0) allowed = allowed.logical_and(kpos.gt(qpos - plan.window));
+      if (plan.window > 0) allowed = allowed.logical_and(kpos.gt(qpos.sub(plan.window)));
       mask = allowed.view({1, 1, seq.n, lk});
     }
     const auto o = at::scaled_dot_product_attention(qi, keys, values, mask, /*dropout_p=*/0.0,
@@ -211,67 +210,83 @@ inline void paged_attention_sdpa(const at::Tensor& q, const at::Tensor& key_cach
   }
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"  // 64-byte vectors passed between always-inline helpers only
-#endif
-
 #define VERL_PA_INLINE [[gnu::always_inline]] inline
 
 namespace pa {
-using models::detail::f32x16;
-using models::detail::kLanes;
 
-//! Pairwise sum of the 16 lanes (a tree, not 15 dependent adds).
-VERL_PA_INLINE float tree_sum(const f32x16& v) {
-  float t[kLanes];
-  std::memcpy(t, &v, sizeof t);
+// The helpers are plain loops over float arrays, written for GCC's auto-vectoriser (fixed-size inner loops of
+// independent lanes, no reassociation needed), rather than 64-byte vector-extension values: those are moved
+// through general registers when loaded with memcpy inside a loop under AVX2, which made the dot product 10x
+// slower.
+inline constexpr int kLanes = 16;
+
+//! Widens one stored value (exact for every storage type).
+template <class T>
+VERL_PA_INLINE float widen(T x) {
+  return static_cast<float>(x);
+}
+VERL_PA_INLINE float widen(c10::BFloat16 x) {  // bfloat16 is the top half of a float: a shift the loops vectorise
+  std::uint32_t bits = static_cast<std::uint32_t>(x.x) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+//! Pairwise sum of 16 lanes (a tree, not 15 dependent adds).
+VERL_PA_INLINE float tree_sum(float* t) {
   for (int w = kLanes / 2; w >= 1; w /= 2) {
     for (int i = 0; i < w; ++i) t[i] += t[i + w];
   }
   return t[0];
 }
 
-//! q . k over D values; q in float, k in the storage dtype. Two 16-lane partial sums, then a scalar tail.
+//! q . k over D values; q in float, k in the storage dtype. Eight independent partial sums (one AVX2 register),
+//! added as a tree, then a scalar tail.
 template <class T>
-VERL_PA_INLINE float dot(const float* q, const T* k, std::int64_t d) {
-  f32x16 a0{}, a1{}, qv, kv;
+VERL_PA_INLINE float dot(const float* __restrict q, const T* __restrict k, std::int64_t d) {
+  float part[8] = {};
   std::int64_t i = 0;
-  for (; i + 2 * kLanes <= d; i += 2 * kLanes) {
-    std::memcpy(&qv, q + i, sizeof qv);
-    models::detail::load16(k + i, kv);
-    a0 += qv * kv;
-    std::memcpy(&qv, q + i + kLanes, sizeof qv);
-    models::detail::load16(k + i + kLanes, kv);
-    a1 += qv * kv;
+  for (; i + 8 <= d; i += 8) {
+    for (int j = 0; j < 8; ++j) part[j] += q[i + j] * widen(k[i + j]);
   }
-  for (; i + kLanes <= d; i += kLanes) {
-    std::memcpy(&qv, q + i, sizeof qv);
-    models::detail::load16(k + i, kv);
-    a0 += qv * kv;
-  }
-  float s = tree_sum(a0 + a1);
-  for (; i < d; ++i) s += q[i] * static_cast<float>(k[i]);
+  float s = ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
+  for (; i < d; ++i) s += q[i] * widen(k[i]);
   return s;
 }
 
 //! acc += p * v over D values (v in the storage dtype).
 template <class T>
-VERL_PA_INLINE void axpy(float* acc, float p, const T* v, std::int64_t d) {
-  f32x16 a, x;
-  std::int64_t i = 0;
-  for (; i + kLanes <= d; i += kLanes) {
-    std::memcpy(&a, acc + i, sizeof a);
-    models::detail::load16(v + i, x);
-    a += p * x;
-    std::memcpy(acc + i, &a, sizeof a);
+VERL_PA_INLINE void axpy(float* __restrict acc, float p, const T* __restrict v, std::int64_t d) {
+  for (std::int64_t i = 0; i < d; ++i) acc[i] += p * widen(v[i]);
+}
+
+//! exp(x) for x <= 0 (a score minus the running max), lane-wise over 16 values: x = n ln2 + r with |r| <= ln2/2
+//! (ln2 split in two), exp(r) by the Cephes expf polynomial, 2^n from the exponent bits; 0 below -87.3
+//! (also for -inf, the lanes past the tile). Relative error ~1 ulp; the same scheme as
+//! models/detail/log_probs_kernels.hpp's vexp, as a loop the vectoriser takes.
+VERL_PA_INLINE void exp16(const float* __restrict x, float* __restrict out) {
+  for (int i = 0; i < kLanes; ++i) {
+    const float xc = x[i] < -87.3f ? -87.3f : x[i];
+    const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest integer
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    const std::int32_t bits = (static_cast<std::int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 127]
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    out[i] = x[i] < -87.3f ? 0.0f : p * scale;
   }
-  for (; i < d; ++i) acc[i] += p * static_cast<float>(v[i]);
 }
 
 //! The scalar counterparts for double storage (tests; float64 models): eight independent partial sums so the
 //! compiler can vectorise without reassociating.
-VERL_PA_INLINE double dot(const double* q, const double* k, std::int64_t d) {
+VERL_PA_INLINE double dot(const double* __restrict q, const double* __restrict k, std::int64_t d) {
   double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   std::int64_t i = 0;
   for (; i + 8 <= d; i += 8) {
@@ -281,12 +296,12 @@ VERL_PA_INLINE double dot(const double* q, const double* k, std::int64_t d) {
   for (; i < d; ++i) s += q[i] * k[i];
   return s;
 }
-VERL_PA_INLINE void axpy(double* acc, double p, const double* v, std::int64_t d) {
+VERL_PA_INLINE void axpy(double* __restrict acc, double p, const double* __restrict v, std::int64_t d) {
   for (std::int64_t i = 0; i < d; ++i) acc[i] += p * v[i];
 }
 
-//! Online-softmax state of one query vector: running max, running sum of exp(score - max), and the
-//! accumulated exp-weighted values (in the caller's buffer).
+//! Online-softmax state of one query vector: running max, running sum of exp(score - max); the accumulated
+//! exp-weighted values live in the caller's buffer.
 template <class Acc>
 struct RowState {
   Acc max = -std::numeric_limits<Acc>::infinity();
@@ -306,19 +321,26 @@ VERL_PA_INLINE void raise_max(RowState<Acc>& st, Acc* acc, Acc m, std::int64_t d
 }
 
 //! Scores of query `qv` against keys [t0, t1) of one tile (keys k_tile + t*D, values v_tile + t*D), folded
-//! into the state, 16 keys at a time (float-accumulated storage types).
+//! into the state 16 keys at a time (float-accumulated storage types).
 template <class T>
 VERL_PA_INLINE void attend_tile(const float* qv, const T* k_tile, const T* v_tile, std::int64_t t0, std::int64_t t1,
                                 std::int64_t d, float scale, RowState<float>& st, float* acc) {
+  float s[kLanes], p[kLanes];
   for (std::int64_t c0 = t0; c0 < t1; c0 += kLanes) {
-    const std::int64_t c1 = std::min<std::int64_t>(c0 + kLanes, t1);
-    f32x16 s = f32x16{} - INFINITY;  // lanes past c1 stay -inf: exp gives 0
-    for (std::int64_t t = c0; t < c1; ++t) s[t - c0] = dot(qv, k_tile + t * d, d) * scale;
-    raise_max(st, acc, models::detail::hmax(s), d);
-    f32x16 p;
-    models::detail::vexp(s - st.max, p);
-    st.sum += tree_sum(p);
-    for (std::int64_t t = c0; t < c1; ++t) axpy(acc, p[t - c0], v_tile + t * d, d);
+    const int c = static_cast<int>(std::min<std::int64_t>(kLanes, t1 - c0));
+    float m = -INFINITY;
+    for (int t = 0; t < c; ++t) {
+      s[t] = dot(qv, k_tile + (c0 + t) * d, d) * scale;
+      m = s[t] > m ? s[t] : m;
+    }
+    for (int t = c; t < kLanes; ++t) s[t] = -INFINITY;  // exp gives 0
+    raise_max(st, acc, m, d);
+    for (int t = 0; t < kLanes; ++t) s[t] -= st.max;
+    exp16(s, p);
+    float lanes[kLanes];
+    std::memcpy(lanes, p, sizeof lanes);
+    st.sum += tree_sum(lanes);
+    for (int t = 0; t < c; ++t) axpy(acc, p[t], v_tile + (c0 + t) * d, d);
   }
 }
 VERL_PA_INLINE void attend_tile(const double* qv, const double* k_tile, const double* v_tile, std::int64_t t0,
@@ -374,6 +396,16 @@ struct Kernel {
         const std::int64_t tile = (seq.table[b] * hkv + h) * bs * d;
         const T* kt = a.keys + tile;
         const T* vt = a.values + tile;
+        if (b + 1 < seq.block_hi) {  // the tiles are scattered over the pool: prefetch the next pair while this one is scored
+          const std::int64_t next = (seq.table[b + 1] * hkv + h) * bs * d;
+          const char* nk = reinterpret_cast<const char*>(a.keys + next);
+          const char* nv = reinterpret_cast<const char*>(a.values + next);
+          const std::int64_t bytes = bs * d * static_cast<std::int64_t>(sizeof(T));
+          for (std::int64_t o = 0; o < bytes; o += 64) {
+            __builtin_prefetch(nk + o);
+            __builtin_prefetch(nv + o);
+          }
+        }
         for (std::int64_t r = 0; r < seq.n; ++r) {
           const std::int64_t pos = seq.ctx - seq.n + r;  // this row's position: it sees (pos - w, pos]
           const std::int64_t lo = p.window > 0 ? std::max<std::int64_t>(0, pos - p.window + 1) : 0;
@@ -411,10 +443,6 @@ struct Kernel {
 }  // namespace pa
 
 #undef VERL_PA_INLINE
-
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 //! True when the CPU kernel handles this dtype.
 inline bool paged_kernel_supports(at::ScalarType t) {
