@@ -105,19 +105,22 @@ void decode(benchmark::State& state, const std::string& name) {
   const std::int64_t prompt_len = state.range(1);
   verl::rollout::EngineOptions o;
   o.max_num_seqs = batch;
-  o.kv_cache_bytes = std::int64_t{8} << 30;
+  o.kv_cache_bytes = std::int64_t{4} << 30;
   verl::rollout::Engine engine(lm, o);
   verl::SamplingParams p;
   p.temperature = 0.0;
   p.ignore_eos = true;
-  p.max_tokens = 4096;
+  p.max_tokens = 256;  // far more than the timed steps
   const auto vocab = lm->config().vocab_size;
   for (std::int64_t i = 0; i < batch; ++i) {
     std::vector<std::int64_t> prompt(static_cast<std::size_t>(prompt_len));
     for (std::int64_t t = 0; t < prompt_len; ++t) prompt[static_cast<std::size_t>(t)] = (i * 131 + t * 17) % vocab;
     engine.add_request(prompt, p);
   }
-  while (engine.stats().sampled_tokens < batch) engine.step();  // prefill everything
+  for (;;) {  // prefill everything (early sequences decode meanwhile) until a step is a pure decode of all
+    const auto st = engine.step();
+    if (st.prefill_tokens == 0 && st.scheduled_sequences == batch) break;
+  }
   const double weight_bytes = static_cast<double>(parameter_bytes(lm));
   const double kv_per_token = static_cast<double>(engine.pool_shape().bytes_per_token());
   double bytes = 0;
