@@ -7,6 +7,7 @@
 #include "catch_torch.hpp"
 
 #include "verl/checkpoint/safetensors.hpp"
+#include "verl/models/actor.hpp"
 #include "verl/models/hf_model_io.hpp"
 
 #include <filesystem>
@@ -75,7 +76,7 @@ TEST_CASE("logits of transformers' models at real positions of padded batches: m
   }
 }
 
-TEST_CASE("greedy KV-cached generation equals transformers' generate(do_sample=False) token for token",
+TEST_CASE("greedy generation (simple KV cache and the rollout engine) equals transformers' generate(do_sample=False)",
           "[parity][models][generate]") {
   for (const auto& name : cases()) {
     INFO(name);
@@ -95,8 +96,16 @@ TEST_CASE("greedy KV-cached generation equals transformers' generate(do_sample=F
     CHECK(torch::equal(r.responses, seqs.narrow(1, p, seqs.size(1) - p)));
     // Row 0 ends at its eos (step 3): 4 tokens, then padding.
     CHECK(r.response_mask[0].sum().item<std::int64_t>() == 4);
+    // The rollout engine behind Actor::generate (paged KV, continuous batching), small blocks and chunks.
+    ActorOptions ao;
+    ao.generation = opts;
+    ao.engine.block_size = 2;
+    ao.engine.max_num_batched_tokens = 5;
+    const auto engine_rollout = Actor(lm, ao).generate(prompts, sp);
+    CHECK(torch::equal(engine_rollout.responses, seqs.narrow(1, p, seqs.size(1) - p)));
+    CHECK(torch::equal(engine_rollout.response_mask, r.response_mask));
     std::cout << "parity " << name << ": generated " << r.response_mask.sum().item<std::int64_t>()
-              << " tokens over 3 rows, all equal to transformers'\n";
+              << " tokens over 3 rows, all equal to transformers' (simple generator and rollout engine)\n";
   }
 }
 
