@@ -84,9 +84,18 @@ namespace detail {
 
 //! exp(x) for x <= 0 in float32 (about 1 ulp; Cody-Waite reduction and a degree-5 minimax polynomial, the
 //! Cephes expf scheme), written without branches or calls so that GCC/Clang vectorise the loops using it.
-//! Returns 0 below -87 (e^-87 ~ 1.6e-38, the normal float range) and for -inf.
-[[nodiscard]] inline float exp_nonpositive(float x) {
-  const float xc = x < -87.0f ? -87.0f : x;
+//! Returns 0 below -87 (e^-87 ~ 1.6e-38, the normal float range), for -inf and for NaN.
+#if defined(__GNUC__)
+#define VERL_SAMPLER_INLINE __attribute__((always_inline)) inline
+#else
+#define VERL_SAMPLER_INLINE inline
+#endif
+[[nodiscard]] VERL_SAMPLER_INLINE float exp_nonpositive(float x) {
+  // The clamp and the final select are bit masks: a float ternary here stops GCC's vectoriser (it keeps
+  // the branch under the default -ftrapping-math).
+  const std::int32_t keep = x >= -87.0f ? -1 : 0;  // all ones where x is in range (false for NaN, -inf)
+  const float xc = std::bit_cast<float>((std::bit_cast<std::int32_t>(x) & keep) |
+                                        (std::bit_cast<std::int32_t>(-87.0f) & ~keep));
   // n = round(x / ln 2) with the 1.5 * 2^23 trick (exact for |n| < 2^22, no rounding-mode call).
   const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;  // x - n ln2, ln2 split in two parts
@@ -98,7 +107,7 @@ namespace detail {
   p = p * r + 5.0000001201e-1f;
   const float e = (p * r * r + r) + 1.0f;
   const float scale = std::bit_cast<float>((static_cast<std::int32_t>(n) + 127) << 23);  // 2^n, n in [-126, 0]
-  return x < -87.0f ? 0.0f : e * scale;
+  return e * scale * std::bit_cast<float>(keep & 0x3f800000);  // times 1.0f or 0.0f
 }
 
 //! Largest element of x[0, n) (n >= 1); lanes so that the loop vectorises without -ffast-math.
@@ -130,6 +139,23 @@ namespace detail {
   return s;
 }
 
+//! w[i] = exp(x[i] - m) for x[i] <= m (the loop vectorises).
+inline void exp_shifted(const float* x, float m, float* w, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) w[i] = exp_nonpositive(x[i] - m);
+}
+//! w[i] = exp(x[i] / t - m) (float32 division first, as ATen's logits / t).
+inline void exp_tempered_shifted(const float* x, float t, float m, float* w, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) w[i] = exp_nonpositive(x[i] / t - m);
+}
+//! x[i] = x[i] / t in place.
+inline void divide_in_place(float* x, float t, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) x[i] = x[i] / t;
+}
+//! w[i] = 0 where w[i] < floor (min-p in the weight domain).
+inline void zero_below(float* w, float floor, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) w[i] = w[i] >= floor ? w[i] : 0.0f;
+}
+
 //! log sum_i exp(x_i / t - m) and m = max_i x_i / t over a row (t > 0), for log_softmax(x / t).
 struct LogNorm {
   double max = 0.0;      //!< m, the largest x_i / t (float32 division, as the actor's logits / temperature)
@@ -141,9 +167,9 @@ struct LogNorm {
 [[nodiscard]] inline LogNorm log_norm(const float* x, std::int64_t n, float t, float* buf) {
   const float m = row_max(x, n) / t;
   if (t == 1.0f) {
-    for (std::int64_t i = 0; i < n; ++i) buf[i] = exp_nonpositive(x[i] - m);
+    exp_shifted(x, m, buf, n);
   } else {
-    for (std::int64_t i = 0; i < n; ++i) buf[i] = exp_nonpositive(x[i] / t - m);
+    exp_tempered_shifted(x, t, m, buf, n);
   }
   return {m, std::log(row_sum(buf, n))};
 }
@@ -399,13 +425,11 @@ inline bool sample_row(float* x, std::int64_t v, const SamplingRow& row, double 
   }
 
   // No top-k: tempered logits in place, weights w = exp(z - max) over the whole row.
-  if (t != 1.0f) {
-    for (std::int64_t i = 0; i < v; ++i) x[i] = x[i] / t;
-  }
+  if (t != 1.0f) divide_in_place(x, t, v);
   x_tempered = true;
   const float zmax = row_max(x, v);
   if (!std::isfinite(zmax)) return false;
-  for (std::int64_t i = 0; i < v; ++i) w[i] = exp_nonpositive(x[i] - zmax);
+  exp_shifted(x, zmax, w, v);
   const std::int64_t nblocks = (v + cdf_block - 1) / cdf_block;
   sc.block_sum.resize(static_cast<std::size_t>(nblocks));
   auto block_sums = [&] {
@@ -420,7 +444,7 @@ inline bool sample_row(float* x, std::int64_t v, const SamplingRow& row, double 
   double mass = block_sums();
   if (want_lp && !raw_first) raw = {static_cast<double>(zmax), std::log(mass)};  // unpenalised, unfiltered
   if (min_p > 0.0f) {
-    for (std::int64_t i = 0; i < v; ++i) w[i] = w[i] >= min_p ? w[i] : 0.0f;
+    zero_below(w, min_p, v);
     mass = block_sums();
   }
   if (!(mass > 0.0) || !std::isfinite(mass)) return false;
@@ -558,3 +582,5 @@ inline SampleOutput sample(at::Tensor logits, std::span<const SamplingRow> rows,
 }
 
 }  // namespace verl::rollout
+
+#undef VERL_SAMPLER_INLINE
