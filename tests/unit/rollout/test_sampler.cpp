@@ -211,8 +211,8 @@ TEST_CASE("top-k, top-p, min-p and their combination fit the definition; filtere
   };
   const std::vector<Case> cases = {
       {"top-k 5", params_with(1.0, 5)},
-      {"top-k 3 (the tied 1.2 pair sits at ranks 5-6: k = 5 keeps both)", params_with(0.8, 3)},
-      {"top-k 6 with ties at the boundary", params_with(1.0, 6)},
+      {"top-k 3, T 0.8", params_with(0.8, 3)},
+      {"top-k 4: the tied 1.2 pair sits at ranks 4-5, both kept", params_with(1.0, 4)},
       {"top-p 0.8", params_with(1.0, -1, 0.8)},
       {"top-p 0.5, T 1.5", params_with(1.5, -1, 0.5)},
       {"min-p 0.2", params_with(1.0, -1, 1.0, 0.2)},
@@ -339,10 +339,11 @@ TEST_CASE("log_probs equal at::log_softmax(logits / T) at the drawn token, with 
   for (std::size_t i = 0; i < output.size(); ++i) output[i] = static_cast<std::int64_t>((i * 101) % 200);
   // Make the penalised tokens likely, so that draws land on them and their unpenalised logit is used.
   auto work = logits.clone();  // (9,V)
-  for (const auto t : output) work.select(1, t).add_(3.0f);
+  for (const auto t : output) work.select(1, t).add_(12.0f);
   const auto reference = work.clone();  // (9,V)
   std::vector<SamplingRow> rows;
   for (std::size_t r = 0; r < ps.size(); ++r) rows.push_back({&ps[r], 11 + r, 4, prompt, output});
+  int drew_penalised = 0;  // draws of a penalised token by a row with penalties
   for (int repeat = 0; repeat < 5; ++repeat) {
     for (auto& row : rows) row.step = repeat;
     auto input = reference.clone();  // (9,V)
@@ -354,8 +355,12 @@ TEST_CASE("log_probs equal at::log_softmax(logits / T) at the drawn token, with 
       const float want = lsm[out.tokens[r]].item<float>();
       INFO("row " << r << " token " << out.tokens[r] << " want " << want << " got " << out.log_probs[r]);
       CHECK(std::abs(out.log_probs[r] - want) <= 1e-6f * std::max(1.0f, std::abs(want)));
+      const bool in_output = std::find(output.begin(), output.end(), out.tokens[r]) != output.end();
+      if (in_output && (r == 2 || r == 6 || r == 7)) ++drew_penalised;
     }
   }
+  INFO("drew_penalised = " << drew_penalised);
+  CHECK(drew_penalised >= 4);  // the unpenalised-logit path is exercised
 }
 
 TEST_CASE("batch invariance: a row alone or among 7 random rows draws the same tokens; seeds matter",
