@@ -20,6 +20,7 @@
 
 #include "verl/models/actor.hpp"
 #include "verl/models/causal_lm.hpp"
+#include "verl/rollout/decode_linear.hpp"
 #include "verl/rollout/engine.hpp"
 
 #include <nlohmann/json.hpp>
@@ -90,6 +91,18 @@ void read_bandwidth(benchmark::State& state) {
   const auto x = torch::rand({state.range(0) / 4});
   for (auto _ : state) benchmark::DoNotOptimize(x.sum().item<float>());
   state.SetBytesProcessed(state.iterations() * state.range(0));
+}
+
+// y = x W^T for a decode step's few rows: decode_linear (one pass over W) vs at::linear (MKL), W (O,I) float32.
+void linear_rows(benchmark::State& state, bool ours) {
+  const auto m = state.range(0), out = state.range(1), in = state.range(2);
+  torch::manual_seed(0);
+  const auto w = torch::randn({out, in});
+  const auto x = torch::randn({m, in});
+  for (auto _ : state) {
+    benchmark::DoNotOptimize((ours ? verl::rollout::decode_linear(x, w) : torch::linear(x, w)).data_ptr());
+  }
+  state.SetBytesProcessed(state.iterations() * out * in * 4);
 }
 
 std::int64_t parameter_bytes(const CausalLM& lm) {
@@ -191,6 +204,19 @@ int run_workload(const std::string& spec_path) {
 }  // namespace
 
 BENCHMARK(read_bandwidth)->Arg(1 << 30)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(linear_rows, decode_linear, true)
+    ->ArgsProduct({{1, 4}, {151936}, {896}})
+    ->Args({1, 4864, 896})
+    ->Args({1, 896, 4864})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(linear_rows, at_linear, false)
+    ->ArgsProduct({{1, 4}, {151936}, {896}})
+    ->Args({1, 4864, 896})
+    ->Args({1, 896, 4864})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(linear_rows, smoke, true)->Args({2, 64, 32});
 BENCHMARK_CAPTURE(decode, qwen0.5b, std::string("qwen0.5b"))
     ->ArgsProduct({{1, 4, 16, 64, 256}, {64}})
     ->Iterations(8)

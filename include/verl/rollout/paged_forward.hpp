@@ -16,11 +16,13 @@
 #include "verl/core/errors.hpp"
 #include "verl/models/causal_lm.hpp"
 #include "verl/models/rope.hpp"
+#include "verl/rollout/decode_linear.hpp"
 #include "verl/rollout/kv_pool.hpp"
 #include "verl/rollout/paged_attention.hpp"
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/silu.h>
 
 #include <cmath>
 #include <cstdint>
@@ -52,15 +54,19 @@ struct StepInputs {
     return models::apply_rope(t.transpose(0, 1).unsqueeze(0), cos, sin).squeeze(0).transpose(0, 1);
   };
 
+  // Every projection through decode_linear: the weight streamed once for the few rows of a decode step
+  // (at::linear for more rows or other dtypes).
+  const auto lin = [](torch::nn::Linear& l, const at::Tensor& t) { return decode_linear(t, l->weight, l->bias); };
+
   PagedAttentionBatch attention = in.attention;
   const auto& layers = backbone->decoder_layers();
   for (std::size_t i = 0; i < layers.size(); ++i) {
     auto layer = layers[i];
     auto attn = layer->self_attn;
     const auto h = layer->input_layernorm(x);        // (N,hidden)
-    auto q = attn->q_proj(h).view({n, heads, d});     // (N,H,D)
-    auto k = attn->k_proj(h).view({n, kv_heads, d});  // (N,Hkv,D)
-    const auto v = attn->v_proj(h).view({n, kv_heads, d});  // (N,Hkv,D)
+    auto q = lin(attn->q_proj, h).view({n, heads, d});           // (N,H,D)
+    auto k = lin(attn->k_proj, h).view({n, kv_heads, d});        // (N,Hkv,D)
+    const auto v = lin(attn->v_proj, h).view({n, kv_heads, d});  // (N,Hkv,D)
     if (attn->q_norm) {  // Qwen3: per-head RMSNorm before RoPE
       q = attn->q_norm(q);
       k = attn->k_norm(k);
@@ -71,11 +77,13 @@ struct StepInputs {
     write_kv(pool.keys(layer_index), pool.values(layer_index), k, v.contiguous(), in.slots);
     attention.sliding_window = std::max<std::int64_t>(0, config.sliding_windows[i]);
     const auto out = paged_attention(q, pool.keys(layer_index), pool.values(layer_index), attention, scale);  // (N,H,D)
-    x = x + attn->o_proj(out.reshape({n, heads * d}));      // (N,hidden)
-    x = x + layer->mlp(layer->post_attention_layernorm(x));  // (N,hidden)
+    x = x + lin(attn->o_proj, out.reshape({n, heads * d}));  // (N,hidden)
+    const auto g = layer->post_attention_layernorm(x);       // (N,hidden)
+    auto& mlp = layer->mlp;
+    x = x + lin(mlp->down_proj, at::silu(lin(mlp->gate_proj, g)) * lin(mlp->up_proj, g));  // (N,hidden)
   }
   const auto last = x.index_select(0, in.sample_rows);  // (S,hidden): the final norm is per row
-  return lm->project(backbone->norm(last)).to(at::kFloat);  // (S,V)
+  return decode_linear(backbone->norm(last).contiguous(), lm->lm_head_weight()).to(at::kFloat);  // (S,V)
 }
 
 }  // namespace verl::rollout
