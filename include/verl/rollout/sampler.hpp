@@ -21,6 +21,10 @@
 //!  4. log_probs (when asked): log_softmax(l / T')[token] on the UNPENALISED, UNFILTERED logits, T' = T
 //!     (1 when greedy): what the actor recomputes with LogProbOptions{temperature} (verl/models/log_probs.hpp).
 //!
+//! Precision: weights exp(z - max) in float32 (about 1 ulp), sums in double; a token whose weight is below
+//! e^-87 of the largest, or whose logit is -inf or NaN, has probability 0. vLLM computes the top-p cumsum in
+//! float32, so a boundary within float rounding of top_p may keep one token more or fewer there.
+//!
 //! Law (batch invariance and replay): a row's token and log-prob depend only on its own logits, params,
 //! seed, step and token history; never on the other rows of the call, their number or order, the thread
 //! count, or earlier calls. So the same seed gives the same tokens whether a sequence is decoded alone or
@@ -521,7 +525,8 @@ inline bool sample_row(float* x, std::int64_t v, const SamplingRow& row, double 
 //! Draws one token per row of `logits` (see the file comment for the exact semantics and the batch-
 //! invariance law).
 //! \param logits (S,V) float32 CPU contiguous; row s belongs to rows[s]. Modified in place (pass a tensor
-//!        the caller no longer needs).
+//!        the caller no longer needs): greedy rows are left holding their penalised logits, other rows
+//!        intermediate values.
 //! \param rows S rows; each needs params (validated with SamplingParams::validate) and token ids in [0, V).
 //! \param want_log_probs also return log_softmax(logits / T')[token] of the unmodified logits (T' = the
 //!        row's temperature, 1 when greedy).
