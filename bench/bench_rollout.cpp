@@ -205,13 +205,13 @@ int run_workload(const std::string& spec_path) {
 
 BENCHMARK(read_bandwidth)->Arg(1 << 30)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(linear_rows, decode_linear, true)
-    ->ArgsProduct({{1, 4}, {151936}, {896}})
+    ->ArgsProduct({{1, 4, 16, 64, 256}, {151936, 4864}, {896}})
     ->Args({1, 4864, 896})
     ->Args({1, 896, 4864})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK_CAPTURE(linear_rows, at_linear, false)
-    ->ArgsProduct({{1, 4}, {151936}, {896}})
+    ->ArgsProduct({{1, 4, 16, 64, 256}, {151936, 4864}, {896}})
     ->Args({1, 4864, 896})
     ->Args({1, 896, 4864})
     ->Unit(benchmark::kMillisecond)

@@ -16,7 +16,9 @@ TEST_CASE("decode_linear equals x W^T + b up to float32 summation order", "[roll
     for (const std::int64_t out : {1, 3, 1000}) {
       const auto w = torch::randn({out, in});
       const auto b = torch::randn({out});
-      for (std::int64_t m = 1; m <= 4; ++m) {
+      // Row counts around its groups of four, up to its limit.
+      for (const std::int64_t m : {std::int64_t{1}, std::int64_t{2}, std::int64_t{3}, std::int64_t{4}, std::int64_t{5},
+                                   std::int64_t{11}, verl::rollout::decode_linear_max_rows}) {
         const auto x = torch::randn({m, in});
         REQUIRE(decode_linear_applies(x, w));
         const auto ref = torch::linear(x.to(torch::kDouble), w.to(torch::kDouble), b.to(torch::kDouble));
@@ -35,7 +37,7 @@ TEST_CASE("decode_linear equals x W^T + b up to float32 summation order", "[roll
 TEST_CASE("decode_linear: the same result on 1 and 2 threads; fallbacks to at::linear", "[rollout][decode_linear]") {
   torch::manual_seed(1);
   const auto w = torch::randn({20000, 64});
-  const auto x = torch::randn({2, 64});
+  const auto x = torch::randn({7, 64});
   const int threads = at::get_num_threads();
   at::set_num_threads(1);
   const auto one = decode_linear(x, w);
@@ -44,7 +46,7 @@ TEST_CASE("decode_linear: the same result on 1 and 2 threads; fallbacks to at::l
   at::set_num_threads(threads);
   CHECK(torch::equal(one, two));  // each output is computed by one thread in a fixed order
   // Outside its domain it is at::linear itself.
-  const auto x5 = torch::randn({5, 64});
+  const auto x5 = torch::randn({verl::rollout::decode_linear_max_rows + 1, 64});
   CHECK(!decode_linear_applies(x5, w));
   CHECK(torch::equal(decode_linear(x5, w), torch::linear(x5, w)));
   const auto xd = torch::randn({1, 64}, torch::kDouble);
