@@ -71,20 +71,19 @@ CausalLM& model(const std::string& name) {
   return it->second;
 }
 
-// Read-only memory bandwidth (bytes/s): the best of 5 sums over a 1 GiB float32 tensor on all threads.
+// Read-only memory bandwidth (bytes/s): the best of 5 sums over a 1 GiB float32 tensor on all threads. It is
+// measured again right after each decode case, because this machine's bandwidth drifts between runs (28-58 GB/s
+// seen), and the roofline of a case must be the bandwidth of its own moment.
 double read_bandwidth_bytes_per_s() {
-  static const double bw = [] {
-    const auto x = torch::rand({std::int64_t{1} << 28});  // 1 GiB
-    double best = 0;
-    for (int i = 0; i < 5; ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      benchmark::DoNotOptimize(x.sum().item<float>());
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      best = std::max(best, static_cast<double>(x.numel() * 4) / s);
-    }
-    return best;
-  }();
-  return bw;
+  static const auto x = torch::rand({std::int64_t{1} << 28});  // 1 GiB, touched once
+  double best = 0;
+  for (int i = 0; i < 5; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    benchmark::DoNotOptimize(x.sum().item<float>());
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(x.numel() * 4) / s);
+  }
+  return best;
 }
 
 void read_bandwidth(benchmark::State& state) {

@@ -35,7 +35,8 @@ concept has_generate_member = requires(M& m, const Prompts& prompts, const Sampl
 //!   - rollout.log_probs is set iff params.return_log_probs, and is <= 0 where response_mask is 1;
 //!   - generation does not record autograd history and does not change the model's parameters.
 //!
-//! Models in this library: verl::models::Actor (verl/models/actor.hpp), through verl::models::generate.
+//! Models in this library: verl::models::Actor (verl/models/actor.hpp), through the rollout engine
+//! (verl/rollout/engine.hpp).
 //! See also: verl::ActorModel, docs/concepts.md#generates.
 template <class M>
 concept Generates = requires(M& m, const Prompts& prompts, const SamplingParams& params) {
