@@ -24,6 +24,7 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/silu.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
