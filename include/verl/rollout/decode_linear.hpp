@@ -38,11 +38,9 @@ namespace detail {
 // this type stay in registers, where a float[16] array of partial sums was kept on the stack by GCC.
 typedef float v8f __attribute__((vector_size(32)));
 
-VERL_DL_INLINE v8f load8(const float* p) {
-  v8f v;
-  __builtin_memcpy(&v, p, sizeof(v));
-  return v;
-}
+// An out-parameter rather than a return value: a 32-byte vector returned by value changes the ABI of the
+// baseline clone (GCC's -Wpsabi warning), which users' builds would show.
+VERL_DL_INLINE void load8(v8f& v, const float* p) { __builtin_memcpy(&v, p, sizeof(v)); }
 
 // The M dot products of one weight row with the M input rows: 16 partial sums per input row (two v8f), the
 // weight row loaded once per 16 columns for all M rows; then a fixed reduction tree (no reassociation of
@@ -54,10 +52,14 @@ VERL_DL_INLINE void row_dots(const float* __restrict x, std::int64_t in, const f
   for (int r = 0; r < M; ++r) lo[r] = hi[r] = v8f{};
   std::int64_t i = 0;
   for (; i + 16 <= in; i += 16) {
-    const v8f w0 = load8(row + i), w1 = load8(row + i + 8);
+    v8f w0, w1, x0, x1;
+    load8(w0, row + i);
+    load8(w1, row + i + 8);
     for (int r = 0; r < M; ++r) {
-      lo[r] += load8(x + r * in + i) * w0;
-      hi[r] += load8(x + r * in + i + 8) * w1;
+      load8(x0, x + r * in + i);
+      load8(x1, x + r * in + i + 8);
+      lo[r] += x0 * w0;
+      hi[r] += x1 * w1;
     }
   }
   for (int r = 0; r < M; ++r) {
