@@ -26,11 +26,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace verl::core_algos::detail {
@@ -81,6 +83,57 @@ inline at::Tensor mask_total(const at::Tensor& mask, std::int64_t exact_count) {
   }
 }
 
+//! masked_whiten_fused after its first pass. `out` (B,T) holds pass 1's summands masked_term(x, m) and
+//! `count` the exact mask count (integer masks; ignored for floating ones). Passes 2 and 3 read the mask through
+//! `mp`, which may be `mask`'s own data or a compact copy of the same values (e.g. a 0/1 integer mask as bytes:
+//! masked_term and the conversion to S give the same results for equal values). Returns `out`, overwritten.
+template <class S, class M, class MP, class X>
+[[nodiscard]] at::Tensor masked_whiten_finish(std::string_view owner, const X& x, const at::Tensor& mask, const MP* mp,
+                                              at::Tensor out, std::int64_t count, bool times_mask) {
+  const std::int64_t rows = mask.size(0), cols = mask.size(1);
+  S* o = out.data_ptr<S>();
+  const at::Tensor mask_sum = mask_total<M>(mask, count);                    // ()
+  const at::Tensor mean = out.sum().div(mask_sum.add(1e-8));                  // () masked_mean(x, mask)
+  const double msum = mask_sum.item<double>();
+  verl::detail::check<InputError>(msum != 0.0, owner, ": `response_mask` cannot be whitened over (the mask selects "
+                                  "no element; at least one element of the mask must be 1); verl raises ValueError "
+                                  "here too");
+  verl::detail::check<InputError>(msum != 1.0, owner, ": `response_mask` cannot be whitened over (the mask selects "
+                                  "exactly one element, so the unbiased variance divides by zero; use a larger "
+                                  "(mini-)batch); verl raises ValueError here too");
+  const S mu = mean.item<S>();
+  // Pass 2: summands of masked_mean((x - mean)**2, mask); x**2 is x * x in ATen's pow kernel. masked_term's
+  // select is written as a bit mask so that the loop vectorises (with `?:` GCC branches per element): the same
+  // value, as (m != 0 ? v : +0) * m for every v, NaN included.
+  using Bits = std::conditional_t<sizeof(S) == 4, std::uint32_t, std::uint64_t>;
+  parallel_rows(rows, cols, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      for (std::int64_t i = b * cols, e = i + cols; i < e; ++i) {
+        const S c = x(b, i) - mu;
+        const S v = c * c;
+        const MP mv = mp[i];
+        const Bits keep = Bits(0) - static_cast<Bits>(mv != MP(0));  // all ones or zero
+        const S sel = std::bit_cast<S>(static_cast<Bits>(std::bit_cast<Bits>(v) & keep));
+        o[i] = sel * static_cast<S>(mv);
+      }
+    }
+  });
+  at::Tensor var = out.sum().div(mask_sum.add(1e-8));                          // ()
+  var = var.mul(mask_sum.div(mask_sum.sub(1)));                           // () Bessel, in verl's dtypes
+  const S rs = at::_ops::rsqrt::call(var.add(1e-8)).item<S>();
+  // Pass 3: (x - mean) * rsqrt(var + 1e-8) [* mask]; two loops so that neither branches per element.
+  parallel_rows(rows, cols, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      if (times_mask) {
+        for (std::int64_t i = b * cols, e = i + cols; i < e; ++i) o[i] = ((x(b, i) - mu) * rs) * static_cast<S>(mp[i]);
+      } else {
+        for (std::int64_t i = b * cols, e = i + cols; i < e; ++i) o[i] = (x(b, i) - mu) * rs;
+      }
+    }
+  });
+  return out;
+}
+
 //! verl_F.masked_whiten(x, mask) (then `* mask` when `times_mask`), bit-identical to the ATen operation chain
 //! of verl::functional::masked_whiten, in three passes over the data and one allocation (the result). `x(b, i)`
 //! yields element i (flat index) of row b of the values, recomputed on each pass (it must be deterministic).
@@ -105,38 +158,7 @@ template <class S, class M, class X>
     }
     count.fetch_add(c, std::memory_order_relaxed);
   });
-  const at::Tensor mask_sum = mask_total<M>(mask, count.load());            // ()
-  const at::Tensor mean = out.sum().div(mask_sum.add(1e-8));                  // () masked_mean(x, mask)
-  const double msum = mask_sum.item<double>();
-  verl::detail::check<InputError>(msum != 0.0, owner, ": `response_mask` cannot be whitened over (the mask selects "
-                                  "no element; at least one element of the mask must be 1); verl raises ValueError "
-                                  "here too");
-  verl::detail::check<InputError>(msum != 1.0, owner, ": `response_mask` cannot be whitened over (the mask selects "
-                                  "exactly one element, so the unbiased variance divides by zero; use a larger "
-                                  "(mini-)batch); verl raises ValueError here too");
-  const S mu = mean.item<S>();
-  // Pass 2: summands of masked_mean((x - mean)**2, mask); x**2 is x * x in ATen's pow kernel.
-  parallel_rows(rows, cols, [&](std::int64_t b0, std::int64_t b1) {
-    for (std::int64_t b = b0; b < b1; ++b) {
-      for (std::int64_t i = b * cols, e = i + cols; i < e; ++i) {
-        const S c = x(b, i) - mu;
-        o[i] = masked_term<S, M>(c * c, m[i]);
-      }
-    }
-  });
-  at::Tensor var = out.sum().div(mask_sum.add(1e-8));                          // ()
-  var = var.mul(mask_sum.div(mask_sum.sub(1)));                           // () Bessel, in verl's dtypes
-  const S rs = at::_ops::rsqrt::call(var.add(1e-8)).item<S>();
-  // Pass 3: (x - mean) * rsqrt(var + 1e-8) [* mask].
-  parallel_rows(rows, cols, [&](std::int64_t b0, std::int64_t b1) {
-    for (std::int64_t b = b0; b < b1; ++b) {
-      for (std::int64_t i = b * cols, e = i + cols; i < e; ++i) {
-        const S w = (x(b, i) - mu) * rs;
-        o[i] = times_mask ? w * static_cast<S>(m[i]) : w;
-      }
-    }
-  });
-  return out;
+  return masked_whiten_finish<S, M>(owner, x, mask, m, std::move(out), count.load(), times_mask);
 }
 
 // ---------------------------------------------------------------------------------------------------------

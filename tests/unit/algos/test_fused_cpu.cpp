@@ -63,6 +63,37 @@ TEST_CASE("fused advantages equal verl's tensor sequence bit for bit on many thr
   }
 }
 
+TEST_CASE("fused REINFORCE++ equals verl's sequence bit for bit: tile edges, mask dtypes, 1 and 2 threads",
+          "[algos][advantages][fused]") {
+  // The CPU kernel runs rows in skewed tiles of 3 (row counts that leave a remainder, rows too short to skew,
+  // and one lock-step column: T = 2*16 + 1), reads a 0/1 integer mask back as bytes, and falls back to the mask
+  // itself when a value is not 0/1 (here 2 and -1).
+  torch::manual_seed(103);
+  const int threads = at::get_num_threads();
+  for (const auto& [b, t] : std::vector<std::pair<std::int64_t, std::int64_t>>{{97, 1000}, {5, 33}, {7, 32}, {4, 3}}) {
+    for (auto dt : {torch::kFloat32, torch::kFloat64}) {
+      const auto r = torch::randn({b, t}, dt);  // (B,T)
+      const auto m01 = b >= 6 ? random_mask(b, t) : (torch::rand({b, t}) > 0.15).to(torch::kLong);  // (B,T) 0/1
+      auto odd = m01.clone();
+      odd[1][0] = 2;
+      odd[2][t - 1] = -1;
+      for (const auto& m : {m01, m01.to(torch::kBool), m01.to(torch::kInt8), m01.to(torch::kUInt8), m01.to(dt), odd}) {
+        INFO("B=" << b << " T=" << t << " " << dt << " mask " << m.scalar_type());
+        const auto ret = verl::core_algos::detail::reinforce_pp_generic(r, m, 0.97);
+        for (int n : {1, 2}) {
+          // ATen's float sums depend on the thread count, so verl's result is the one at the same count.
+          at::set_num_threads(n);
+          const auto want = verl::functional::masked_whiten(ret, m) * m;
+          const auto out = compute_reinforce_plus_plus_outcome_advantage(r, m, {.gamma = 0.97});
+          CHECK(same(out.returns, ret));
+          CHECK(same(out.advantages, want));
+        }
+        at::set_num_threads(threads);
+      }
+    }
+  }
+}
+
 TEST_CASE("fused whitening raises verl's errors", "[algos][advantages][fused]") {
   const auto r = torch::randn({2, 4});
   auto m = torch::zeros({2, 4}, torch::kLong);
