@@ -112,6 +112,20 @@ void check_greedy_matches(CausalLM& lm, const std::vector<std::vector<std::int64
   if (stats) *stats = engine.stats();
 }
 
+// `prompts` left-padded with 0 to `width` columns (0 = the longest), positions cumsum(mask) - 1.
+verl::Prompts left_padded(const std::vector<std::vector<std::int64_t>>& prompts, std::int64_t width = 0) {
+  for (const auto& p : prompts) width = std::max<std::int64_t>(width, static_cast<std::int64_t>(p.size()));
+  const auto b = static_cast<std::int64_t>(prompts.size());
+  auto ids = torch::zeros({b, width}, torch::kLong), mask = torch::zeros({b, width}, torch::kLong);  // (B,P)
+  for (std::int64_t i = 0; i < b; ++i) {
+    const auto& p = prompts[static_cast<std::size_t>(i)];
+    const auto len = static_cast<std::int64_t>(p.size());
+    ids[i].narrow(0, width - len, len).copy_(torch::tensor(p, torch::kLong));
+    mask[i].narrow(0, width - len, len).fill_(1);
+  }
+  return verl::Prompts{ids, mask, (mask.cumsum(1) - 1).clamp_min(0)};
+}
+
 std::vector<std::vector<std::int64_t>> mixed_prompts(std::int64_t count) {
   std::vector<std::vector<std::int64_t>> prompts;
   for (std::int64_t i = 0; i < count; ++i) prompts.push_back(prompt_of(1 + (i * 5) % 23, i));
@@ -182,17 +196,7 @@ TEST_CASE("engine architectures: Qwen2 biases, Qwen3 q/k norm, Mistral sliding w
 TEST_CASE("paged and contiguous caches give identical tokens (float32 model)", "[rollout][engine]") {
   auto lm = make_model(tiny_config(), 5, /*f64=*/false);
   // A left-padded batch for models::generate (contiguous KVCache) and the same prompts for the engine.
-  const auto prompts = mixed_prompts(6);
-  std::int64_t width = 0;
-  for (const auto& p : prompts) width = std::max<std::int64_t>(width, static_cast<std::int64_t>(p.size()));
-  const auto b = static_cast<std::int64_t>(prompts.size());
-  auto ids = torch::zeros({b, width}, torch::kLong), mask = torch::zeros({b, width}, torch::kLong);
-  for (std::int64_t i = 0; i < b; ++i) {
-    const auto len = static_cast<std::int64_t>(prompts[static_cast<std::size_t>(i)].size());
-    ids[i].narrow(0, width - len, len).copy_(torch::tensor(prompts[static_cast<std::size_t>(i)], torch::kLong));
-    mask[i].narrow(0, width - len, len).fill_(1);
-  }
-  const verl::Prompts batch{ids, mask, (mask.cumsum(1) - 1).clamp_min(0)};
+  const auto batch = left_padded(mixed_prompts(6));
   const auto params = greedy(24);
   const auto contiguous = generate(lm, batch, params);
   Engine engine(lm);
@@ -260,15 +264,7 @@ TEST_CASE("returned log-probs equal the actor's log-probs of the sampled tokens"
     Actor actor(lm);
     Engine engine(lm);
     RolloutManager manager(engine);
-    const auto prompts = mixed_prompts(5);
-    std::int64_t width = 23;
-    const auto b = static_cast<std::int64_t>(prompts.size());
-    auto ids = torch::zeros({b, width}, torch::kLong), mask = torch::zeros({b, width}, torch::kLong);
-    for (std::int64_t i = 0; i < b; ++i) {
-      const auto len = static_cast<std::int64_t>(prompts[static_cast<std::size_t>(i)].size());
-      ids[i].narrow(0, width - len, len).copy_(torch::tensor(prompts[static_cast<std::size_t>(i)], torch::kLong));
-      mask[i].narrow(0, width - len, len).fill_(1);
-    }
+    const auto prompts = left_padded(mixed_prompts(5), 23);
     for (const double temperature : {0.0, 0.7, 1.3}) {
       verl::SamplingParams p;
       p.temperature = temperature;
@@ -278,7 +274,7 @@ TEST_CASE("returned log-probs equal the actor's log-probs of the sampled tokens"
       p.n = 2;
       p.seed = 5;
       p.return_log_probs = true;
-      const auto rollout = manager.generate(verl::Prompts{ids, mask, (mask.cumsum(1) - 1).clamp_min(0)}, p);
+      const auto rollout = manager.generate(prompts, p);
       verl::LogProbOptions lo;
       lo.temperature = temperature == 0.0 ? 1.0 : temperature;
       torch::NoGradGuard no_grad;
