@@ -491,9 +491,8 @@ class Engine {
       owners.push_back(sampled[k]);
     }
     in.sample_rows = at::tensor(sample_rows, cpu_long).to(device);
-    at::Tensor logits;
-    if (!sample_rows.empty()) logits = paged_forward(lm_, *pool_, in);  // (S,V) float32
-    else (void)paged_forward(lm_, *pool_, with_one_row(in));
+    // A step of partial prefill chunks samples nothing: S = 0, and the LM head runs on no row.
+    auto logits = paged_forward(lm_, *pool_, in);  // (S,V) float32
     for (const auto& w : plan) w.seq->num_computed += w.count;
 
     // Forks: the leader's n-1 siblings share its blocks and its last logits row.
@@ -539,12 +538,6 @@ class Engine {
       if (s->request->params.return_log_probs) s->log_probs.push_back(out.log_probs[k]);
       if (const auto reason = finish_reason(*s); reason != FinishReason::none) retire(s, reason, stats);
     }
-  }
-
-  // A forward with no sampled row still needs an index tensor; sample its first row and drop the logits.
-  static StepInputs with_one_row(StepInputs in) {
-    in.sample_rows = at::zeros({1}, in.token_ids.options());
-    return in;
   }
 
   // The sample's own RNG key: the request's seed mixed with the sample index (splitmix64 finaliser).
