@@ -818,6 +818,8 @@ struct ReMax {
   static constexpr std::string_view name = "remax";
   static constexpr bool needs_critic = false;
   static constexpr bool needs_groups = false;
+  //! Reads AdvantageInputs::reward_baselines (pipelines add verl::stages::GreedyBaseline for it).
+  static constexpr bool needs_reward_baselines = true;
   [[nodiscard]] AdvantageOutput compute(const AdvantageInputs& in) const {
     return core_algos::compute_remax_outcome_advantage(
         in.token_level_rewards, detail::need(in.reward_baselines, "verl::estimators::ReMax", "reward_baselines"),

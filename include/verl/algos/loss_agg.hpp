@@ -30,15 +30,8 @@
 
 namespace verl::core_algos {
 
-//! verl's `ActorConfig.global_batch_info` (0.7.1): the global-batch normalisers a data-parallel rank passes to
-//! agg_loss so that summing the per-rank losses' gradients (FSDP all-reduce-mean times dp_size) equals the
-//! gradient of the loss over the whole global batch.
-struct GlobalBatchInfo {
-  std::int64_t dp_size = 1;                  //!< data-parallel world size
-  std::optional<double> batch_num_tokens;    //!< valid tokens in the global batch (token-mean)
-  std::optional<double> global_batch_size;   //!< sequences in the global batch (seq-mean-* modes)
-  std::optional<double> loss_scale_factor;   //!< seq-mean-token-sum-norm divisor; default: R (mask.size(-1))
-};
+//! verl's `ActorConfig.global_batch_info` (0.7.1); defined beside PolicyLossInputs (verl/core/algo_io.hpp).
+using GlobalBatchInfo = verl::GlobalBatchInfo;
 
 namespace detail {
 

@@ -998,6 +998,7 @@ inline core_algos::ActorConfig actor_config(const PolicyLossInputs& in, core_alg
   base.clip_ratio_low = in.clip_ratio_low;
   base.clip_ratio_high = in.clip_ratio_high;
   base.clip_ratio_c = in.clip_ratio_c;
+  if (in.global_batch_info.any()) base.global_batch_info = in.global_batch_info;
   return base;
 }
 }  // namespace detail

@@ -79,6 +79,22 @@ inline void check_like(const at::Tensor& t, const at::Tensor& like, std::string_
 
 }  // namespace detail
 
+//! verl's `ActorConfig.global_batch_info` (0.7.1): the global-batch normalisers passed to agg_loss so that the
+//! loss of a micro-batch (or of a data-parallel rank's share) is its part of the loss over the whole
+//! mini-batch. With them, summing the micro-batch losses' gradients gives the mini-batch gradient exactly,
+//! whatever the micro-batch size (verl's engine workers, verl/workers/utils/losses.py `ppo_loss`).
+struct GlobalBatchInfo {
+  std::int64_t dp_size = 1;                  //!< data-parallel world size
+  std::optional<double> batch_num_tokens;    //!< valid tokens in the global batch (token-mean)
+  std::optional<double> global_batch_size;   //!< sequences in the global batch (seq-mean-* modes)
+  std::optional<double> loss_scale_factor;   //!< seq-mean-token-sum-norm divisor; default: R (mask.size(-1))
+
+  //! True when any normaliser is given (the loss is then a share of the global loss, not a local mean).
+  [[nodiscard]] bool any() const {
+    return dp_size > 1 || batch_num_tokens || global_batch_size || loss_scale_factor;
+  }
+};
+
 // ---------------------------------------------------------------------------------------------------------
 // Advantage estimation.
 
@@ -129,6 +145,9 @@ struct PolicyLossInputs {
   double clip_ratio_low = 0.2;   //!< ratio is clipped below at 1 - clip_ratio_low
   double clip_ratio_high = 0.2;  //!< ratio is clipped above at 1 + clip_ratio_high (DAPO's clip-higher)
   double clip_ratio_c = 3.0;     //!< dual-clip bound for negative advantages (> 1)
+  //! Global-batch normalisers for agg_loss; when any is set they replace the loss's own (trainers set them
+  //! so that gradient accumulation over micro-batches reproduces the mini-batch loss exactly).
+  GlobalBatchInfo global_batch_info{};
 
   //! Throws verl::ShapeError unless the four tensors are (B,R) of one shape.
   void validate() const {

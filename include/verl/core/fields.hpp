@@ -28,6 +28,8 @@ struct token_level_scores : field<"token_level_scores"> {};    //!< (B,R) float,
 struct token_level_rewards : field<"token_level_rewards"> {};  //!< (B,R) float, scores minus KL penalty
 struct advantages : field<"advantages"> {};                    //!< (B,R) float
 struct returns : field<"returns"> {};                          //!< (B,R) float
+//! (B,) float, a per-item reward baseline, e.g. ReMax's reward of the greedy response to the item's prompt
+struct reward_baselines : field<"reward_baselines", FieldLayout::sequence> {};
 
 // Grouping.
 struct uid : field<"uid", FieldLayout::sequence> {};  //!< (B,) int64, the prompt (group) each item samples

@@ -1,0 +1,296 @@
+#pragma once
+//! \file
+//! verl::trainer::PPOTrainer: the PPO-family trainer (PPO with a critic, GRPO, DAPO, Dr. GRPO, RLOO,
+//! REINFORCE++, ReMax, ... — whatever verl::RLAlgorithm it is given), with verl 0.7.1's step semantics
+//! (RayPPOTrainer.fit for one process):
+//!
+//!     using Algo = verl::GRPO<>;                                  // k3 KL loss, GRPO advantages, no critic
+//!     verl::trainer::PPOTrainer<Algo, verl::models::Actor, verl::no_critic, verl::models::Reference>
+//!         trainer(actor, verl::no_critic{}, reference, scorer, options);
+//!     auto metrics = trainer.step(prompt_batch);                  // {"actor/pg_loss": ..., "timing_s/gen": ...}
+//!
+//! One step runs the algorithm's pipeline (verl/pipeline/rl_stages.hpp): generate n responses per prompt,
+//! [ReMax: greedy baseline], score, old log-probs, [reference log-probs], [values], KL in the reward or not,
+//! advantages, [critic update], actor update; then the learning-rate schedule advances. The pipeline is a
+//! type derived from the algorithm (a critic's stages exist iff the estimator reads values), checked at
+//! compile time; `default_pipeline()` returns it for editing (a custom reward or filter stage) and
+//! `step(pipeline, prompts)` runs an edited one.
+
+#include "verl/algos/algorithm.hpp"
+#include "verl/algos/kl.hpp"
+#include "verl/pipeline/pipeline.hpp"
+#include "verl/pipeline/rl_stages.hpp"
+#include "verl/trainer/ppo_update.hpp"
+
+#include <torch/optim/adamw.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+
+namespace verl::trainer {
+
+//! AdamW settings (verl's actor.optim / critic.optim; defaults are verl's actor ones).
+struct OptimizerOptions {
+  double lr = 1e-6;
+  double weight_decay = 0.01;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+};
+
+//! The runtime configuration of a PPOTrainer, with verl's meanings (verl key in the comment). Batch sizes
+//! counted in prompts are multiplied by rollout.n where verl does.
+struct PPOOptions {
+  SamplingParams rollout;                     //!< actor_rollout_ref.rollout.{n, temperature, top_p, top_k, response_length}
+  std::int64_t ppo_mini_batch_size = 1;       //!< actor.ppo_mini_batch_size, in prompts
+  std::int64_t ppo_micro_batch_size = 1;      //!< actor.ppo_micro_batch_size_per_gpu, in sequences
+  bool use_dynamic_bsz = false;               //!< actor.use_dynamic_bsz
+  std::int64_t ppo_max_token_len = 16384;     //!< actor.ppo_max_token_len_per_gpu
+  std::int64_t ppo_epochs = 1;                //!< actor.ppo_epochs
+  bool shuffle = false;                       //!< actor.shuffle
+  double grad_clip = 1.0;                     //!< actor.grad_clip
+  std::optional<double> clip_ratio_low;       //!< actor.clip_ratio_low (default: the algorithm's)
+  std::optional<double> clip_ratio_high;      //!< actor.clip_ratio_high (default: the algorithm's)
+  double clip_ratio_c = 3.0;                  //!< actor.clip_ratio_c
+  std::optional<double> entropy_coeff;        //!< actor.entropy_coeff (default: the algorithm's)
+  double kl_loss_coef = 0.001;                //!< actor.kl_loss_coef (algorithms with kl_loss)
+  std::optional<LossAggMode> loss_agg_mode;   //!< actor.loss_agg_mode (default: the algorithm's)
+  OptimizerOptions actor_optim;               //!< actor.optim
+  std::int64_t log_prob_micro_batch_size = 16;  //!< rollout/ref log_prob_micro_batch_size_per_gpu
+
+  // Critic (algorithms whose estimator reads values).
+  OptimizerOptions critic_optim{.lr = 1e-5};  //!< critic.optim
+  std::int64_t critic_mini_batch_size = 1;    //!< critic.ppo_mini_batch_size, in prompts
+  std::int64_t critic_micro_batch_size = 1;   //!< critic.ppo_micro_batch_size_per_gpu
+  std::int64_t critic_epochs = 1;             //!< critic.ppo_epochs
+  double critic_grad_clip = 1.0;              //!< critic.grad_clip
+  double cliprange_value = 0.5;               //!< critic.cliprange_value
+  std::int64_t critic_warmup = 0;             //!< trainer.critic_warmup
+
+  // Algorithm.
+  double gamma = 1.0;                         //!< algorithm.gamma (GAE)
+  double lam = 1.0;                           //!< algorithm.lam (GAE)
+  bool norm_adv_by_std_in_grpo = true;        //!< algorithm.norm_adv_by_std_in_grpo
+  core_algos::KLControlConfig kl_ctrl;        //!< algorithm.kl_ctrl (algorithms with kl_in_reward)
+
+  std::uint64_t seed = 0;                     //!< shuffling seed
+
+  //! Throws verl::ConfigError naming the first inconsistent field.
+  void validate() const {
+    rollout.validate();
+    verl::detail::check<ConfigError>(ppo_mini_batch_size >= 1 && ppo_micro_batch_size >= 1,
+                               "verl::trainer::PPOOptions: ppo_mini_batch_size and ppo_micro_batch_size must be >= 1");
+  }
+};
+
+namespace detail {
+
+template <class E>
+E make_estimator(const PPOOptions& o) {
+  E e{};
+  if constexpr (requires { e.gamma; e.lam; }) {
+    e.gamma = o.gamma;
+    e.lam = o.lam;
+  }
+  if constexpr (requires { e.norm_adv_by_std_in_grpo; }) e.norm_adv_by_std_in_grpo = o.norm_adv_by_std_in_grpo;
+  return e;
+}
+
+template <class Algorithm>
+trainer::ActorLossSettings actor_loss_settings(const PPOOptions& o) {
+  trainer::ActorLossSettings s;
+  s.loss_agg_mode = o.loss_agg_mode.value_or(Algorithm::loss_agg_mode);
+  s.clip_ratio_low = o.clip_ratio_low.value_or(Algorithm::clip_ratio_low);
+  s.clip_ratio_high = o.clip_ratio_high.value_or(Algorithm::clip_ratio_high);
+  s.clip_ratio_c = o.clip_ratio_c;
+  s.entropy_coeff = o.entropy_coeff.value_or(Algorithm::entropy_coeff);
+  s.temperature = o.rollout.temperature > 0 ? o.rollout.temperature : 1.0;
+  if constexpr (Algorithm::kl_as_loss) {
+    s.kl_loss_type = std::string(Algorithm::kl::estimator::name);
+    s.kl_loss_coef = o.kl_loss_coef;
+  }
+  return s;
+}
+
+inline trainer::UpdateSchedule schedule_of(std::int64_t mini_prompts, std::int64_t n, std::int64_t micro,
+                                           bool dynamic, std::int64_t max_tokens, std::int64_t epochs, bool shuffle,
+                                           std::uint64_t seed, double grad_clip) {
+  trainer::UpdateSchedule s;
+  s.ppo_mini_batch_size = mini_prompts * n;
+  s.micro_batch_size = micro;
+  s.use_dynamic_bsz = dynamic;
+  s.max_token_len = max_tokens;
+  s.ppo_epochs = epochs;
+  s.shuffle = shuffle;
+  s.shuffle_seed = seed;
+  s.grad_clip = grad_clip;
+  return s;
+}
+
+}  // namespace detail
+
+//! The pointers a pipeline's stages hold.
+template <class Actor, class Critic, class Reference>
+struct PipelineModels {
+  Actor* actor = nullptr;
+  Critic* critic = nullptr;
+  Reference* reference = nullptr;
+  torch::optim::Optimizer* actor_optimizer = nullptr;
+  torch::optim::Optimizer* critic_optimizer = nullptr;
+};
+
+//! The default pipeline of `Algorithm` (see the file comment for the stage order) over `models`.
+template <class Algorithm, class Actor, class Critic, class Reference>
+auto make_rl_pipeline(const PipelineModels<Actor, Critic, Reference>& m, stages::Scorer scorer,
+                      const PPOOptions& o) {
+  using Set = ModelSet<Algorithm, Actor, Critic, Reference>;
+  const double temperature = o.rollout.temperature > 0 ? o.rollout.temperature : 1.0;
+  const auto settings = detail::actor_loss_settings<Algorithm>(o);
+  auto head = std::tuple(stages::Generate<Actor>{m.actor, o.rollout});
+  auto baseline = [&] {
+    if constexpr (stages::detail::needs_reward_baselines<typename Algorithm::estimator>())
+      return std::tuple(stages::GreedyBaseline<Actor>{m.actor, o.rollout, scorer});
+    else return std::tuple<>();
+  }();
+  auto score = std::tuple(stages::Score{scorer},
+                          stages::OldLogProbs<Actor>{m.actor, temperature, o.log_prob_micro_batch_size,
+                                                     settings.loss_agg_mode});
+  auto ref = [&] {
+    if constexpr (Set::has_reference)
+      return std::tuple(stages::ReferenceLogProbs<Reference>{m.reference, temperature, o.log_prob_micro_batch_size});
+    else return std::tuple<>();
+  }();
+  auto values = [&] {
+    if constexpr (Set::has_critic) return std::tuple(stages::Values<Critic>{m.critic, o.log_prob_micro_batch_size});
+    else return std::tuple<>();
+  }();
+  auto kl = [&] {
+    if constexpr (Algorithm::kl_in_reward) {
+      core_algos::KLControlConfig c = o.kl_ctrl;
+      c.type = std::is_same_v<typename Algorithm::kl::controller, adaptive_kl> ? "adaptive" : "fixed";
+      return std::tuple(
+          stages::RewardKLPenalty{core_algos::get_kl_controller(c), std::string(Algorithm::kl::estimator::name)});
+    } else {
+      return std::tuple(stages::ScoresAsRewards{});
+    }
+  }();
+  auto adv = std::tuple(stages::Advantage<typename Algorithm::estimator>{
+      detail::make_estimator<typename Algorithm::estimator>(o)});
+  const auto n = o.rollout.n;
+  auto critic_update = [&] {
+    if constexpr (Set::has_critic)
+      return std::tuple(stages::UpdateCritic<Critic>{
+          m.critic, m.critic_optimizer,
+          detail::schedule_of(o.critic_mini_batch_size, n, o.critic_micro_batch_size, o.use_dynamic_bsz,
+                              o.ppo_max_token_len, o.critic_epochs, o.shuffle, o.seed + 17, o.critic_grad_clip),
+          o.cliprange_value, settings.loss_agg_mode});
+    else return std::tuple<>();
+  }();
+  auto actor_update = std::tuple(stages::UpdateActor<Actor, typename Algorithm::loss, Algorithm::kl_as_loss>{
+      m.actor, m.actor_optimizer, typename Algorithm::loss{},
+      detail::schedule_of(o.ppo_mini_batch_size, n, o.ppo_micro_batch_size, o.use_dynamic_bsz, o.ppo_max_token_len,
+                          o.ppo_epochs, o.shuffle, o.seed, o.grad_clip),
+      settings, o.critic_warmup});
+  return verl::detail::make_pipeline_from_tuple<stages::prompt_fields>(
+      std::tuple_cat(std::move(head), std::move(baseline), std::move(score), std::move(ref), std::move(values),
+                     std::move(kl), std::move(adv), std::move(critic_update), std::move(actor_update)));
+}
+
+//! The type of make_rl_pipeline<Algorithm>(...).
+template <class Algorithm, class Actor, class Critic, class Reference>
+using rl_pipeline_t = decltype(make_rl_pipeline<Algorithm>(std::declval<const PipelineModels<Actor, Critic, Reference>&>(),
+                                                           std::declval<stages::Scorer>(),
+                                                           std::declval<const PPOOptions&>()));
+
+//! The batch a step starts from: left-padded prompts (verl::Prompts' layout) with per-item data.
+using PromptBatch = Batch<fields::input_ids, fields::attention_mask, fields::position_ids>;
+
+namespace detail {
+inline std::unique_ptr<torch::optim::AdamW> make_adamw(const std::vector<at::Tensor>& params,
+                                                       const OptimizerOptions& o) {
+  return std::make_unique<torch::optim::AdamW>(
+      params, torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
+}
+}  // namespace detail
+
+//! The PPO-family trainer for `Algorithm` (a verl::RLAlgorithm). The models are checked against the algorithm
+//! at compile time by verl::ModelSet: a critic iff the estimator reads values, a reference model iff a KL is
+//! regularised. Models are handles (copies share weights), held by value.
+template <class Algorithm, class Actor, class Critic = no_critic, class Reference = no_reference>
+class PPOTrainer {
+  using Set = ModelSet<Algorithm, Actor, Critic, Reference>;
+
+ public:
+  using algorithm = Algorithm;
+  using pipeline_type = rl_pipeline_t<Algorithm, Actor, Critic, Reference>;
+
+  PPOTrainer(Actor actor, Critic critic, Reference reference, stages::Scorer scorer, PPOOptions options)
+      : actor_(std::move(actor)), critic_(std::move(critic)), reference_(std::move(reference)),
+        scorer_(std::move(scorer)), options_(std::move(options)),
+        actor_optimizer_(detail::make_adamw(actor_.parameters(), options_.actor_optim)),
+        critic_optimizer_(make_critic_optimizer(critic_, options_)),
+        pipeline_(make_rl_pipeline<Algorithm>(models(), scorer_, options_)) {
+    options_.validate();
+  }
+  PPOTrainer(const PPOTrainer&) = delete;  // stages point into the trainer
+  PPOTrainer& operator=(const PPOTrainer&) = delete;
+
+  //! One RL step on a batch of prompts; returns the step's metrics (verl's names, reduced by mean).
+  std::map<std::string, double> step(const PromptBatch& prompts) { return step(pipeline_, prompts); }
+
+  //! One RL step with a user's pipeline (e.g. default_pipeline() with a stage inserted).
+  template <class Input, class... Stages>
+  std::map<std::string, double> step(Pipeline<Input, Stages...>& pipeline, const PromptBatch& prompts) {
+    StepContext ctx;
+    ctx.step = ++global_step_;
+    const auto start = std::chrono::steady_clock::now();
+    auto out = pipeline.run(prompts, ctx);
+    last_batch_size_ = out.size();
+    const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
+    ctx.record("timing_s/step", seconds.count());
+    ctx.record("training/global_step", static_cast<double>(global_step_));
+    ctx.record("actor/lr", actor_optimizer_->param_groups().front().options().get_lr());
+    return ctx.reduced();
+  }
+
+  //! A fresh copy of the default pipeline, bound to this trainer's models, to edit and pass to step().
+  [[nodiscard]] pipeline_type default_pipeline() { return make_rl_pipeline<Algorithm>(models(), scorer_, options_); }
+
+  [[nodiscard]] Actor& actor() { return actor_; }
+  [[nodiscard]] Critic& critic() { return critic_; }
+  [[nodiscard]] Reference& reference() { return reference_; }
+  [[nodiscard]] torch::optim::Optimizer& actor_optimizer() { return *actor_optimizer_; }
+  [[nodiscard]] torch::optim::Optimizer* critic_optimizer() { return critic_optimizer_.get(); }
+  [[nodiscard]] const PPOOptions& options() const { return options_; }
+  [[nodiscard]] std::int64_t global_step() const { return global_step_; }
+  //! Restores the step counter (when resuming from a checkpoint).
+  void set_global_step(std::int64_t step) { global_step_ = step; }
+
+ private:
+  static std::unique_ptr<torch::optim::AdamW> make_critic_optimizer(Critic& critic, const PPOOptions& o) {
+    if constexpr (Set::has_critic) return detail::make_adamw(critic.parameters(), o.critic_optim);
+    else return nullptr;
+  }
+
+  PipelineModels<Actor, Critic, Reference> models() {
+    return {&actor_, &critic_, &reference_, actor_optimizer_.get(), critic_optimizer_.get()};
+  }
+
+  Actor actor_;
+  Critic critic_;
+  Reference reference_;
+  stages::Scorer scorer_;
+  PPOOptions options_;
+  std::unique_ptr<torch::optim::AdamW> actor_optimizer_;
+  std::unique_ptr<torch::optim::AdamW> critic_optimizer_;
+  pipeline_type pipeline_;
+  std::int64_t global_step_ = 0;
+  std::int64_t last_batch_size_ = 0;
+};
+
+}  // namespace verl::trainer

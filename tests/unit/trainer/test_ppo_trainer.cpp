@@ -1,0 +1,342 @@
+// The compile-time pipelines (include/verl/pipeline/) and the PPO-family trainer (include/verl/trainer/
+// ppo_trainer.hpp, ppo_update.hpp) on a real tiny transformer: the pipeline each algorithm yields, editing a
+// pipeline, the update's independence of the micro-batch split (fixed and dynamic), verl 0.7.1's dynamic
+// micro-batch partition, critic warm-up, KL in the reward, and GRPO / PPO-with-critic learning a rule reward.
+#include "catch_torch.hpp"
+
+#include "verl/algos/presets.hpp"
+#include "verl/models/actor.hpp"
+#include "verl/models/critic.hpp"
+#include "verl/pipeline/pipeline.hpp"
+#include "verl/pipeline/rl_stages.hpp"
+#include "verl/trainer/ppo_trainer.hpp"
+
+#include <torch/torch.h>
+
+#include <string>
+#include <type_traits>
+
+using namespace verl::fields;
+using verl::models::Actor;
+using verl::models::CausalLM;
+using verl::models::Critic;
+using verl::models::Reference;
+using verl::trainer::PPOOptions;
+using verl::trainer::PPOTrainer;
+using verl::trainer::PromptBatch;
+
+namespace {
+
+constexpr std::int64_t kTarget = 7;  // the token the rule reward asks for
+
+verl::models::TransformerConfig tiny_config() {
+  nlohmann::json j{{"model_type", "qwen2"},        {"vocab_size", 16},          {"hidden_size", 32},
+                   {"intermediate_size", 48},      {"num_hidden_layers", 1},    {"num_attention_heads", 4},
+                   {"num_key_value_heads", 2},     {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-6},
+                   {"tie_word_embeddings", false}, {"pad_token_id", 0},         {"eos_token_id", 1}};
+  return verl::models::TransformerConfig::from_json(j);
+}
+
+CausalLM make_lm(std::uint64_t seed) {
+  torch::manual_seed(seed);
+  CausalLM lm(tiny_config());
+  lm->init_weights(0.05);
+  return lm;
+}
+
+Actor make_actor(std::uint64_t seed) {
+  verl::models::ActorOptions o;
+  o.generation.eos_token_ids = {1};
+  o.generation.pad_token_id = 0;
+  return Actor(make_lm(seed), o);
+}
+
+// Score = fraction of the valid response tokens equal to kTarget, on the last valid token.
+verl::stages::Scorer target_fraction_scorer() {
+  return [](const verl::stages::ScoreRequest& r, verl::StepContext&) {
+    const auto mask = r.response_mask.to(torch::kFloat);                                    // (B,R)
+    const auto len = mask.sum(1);                                                          // (B,)
+    const auto frac = (r.responses.eq(kTarget).to(torch::kFloat) * mask).sum(1) / len.clamp_min(1);  // (B,)
+    auto scores = torch::zeros(mask.sizes(), torch::kFloat);                              // (B,R)
+    const auto last = (len - 1).clamp_min(0).to(torch::kLong);                             // (B,)
+    scores.scatter_(1, last.unsqueeze(1), frac.unsqueeze(1));
+    return scores * (len > 0).to(torch::kFloat).unsqueeze(1);
+  };
+}
+
+PromptBatch prompt_batch(std::int64_t b) {
+  // Left-padded prompts of lengths 2..4 over tokens 2..15.
+  auto ids = torch::zeros({b, 4}, torch::kLong);
+  auto mask = torch::zeros({b, 4}, torch::kLong);
+  for (std::int64_t i = 0; i < b; ++i) {
+    const std::int64_t len = 2 + i % 3;
+    for (std::int64_t j = 0; j < len; ++j) {
+      ids[i][4 - len + j] = 2 + (3 * i + 5 * j) % 14;
+      mask[i][4 - len + j] = 1;
+    }
+  }
+  return PromptBatch(ids, mask, (mask.cumsum(1) - 1).clamp_min(0));
+}
+
+PPOOptions small_options() {
+  PPOOptions o;
+  o.rollout.n = 4;
+  o.rollout.max_tokens = 6;
+  o.rollout.temperature = 1.0;
+  o.rollout.seed = 3;
+  o.ppo_mini_batch_size = 4;
+  o.ppo_micro_batch_size = 8;
+  o.actor_optim.lr = 3e-2;
+  o.actor_optim.weight_decay = 0.0;
+  o.kl_loss_coef = 0.0;
+  return o;
+}
+
+double mean_score(const std::map<std::string, double>& m) { return m.at("critic/score/mean"); }
+
+// A stage a user adds: records the mean score (the metric name verl uses) and passes the batch on.
+struct ScoreMeanMetric {
+  static constexpr std::string_view name = "score_metric";
+  using needs = verl::field_list<token_level_scores>;
+  using produces = verl::field_list<>;
+  template <class B>
+  auto run(const B& batch, verl::StepContext& ctx) {
+    ctx.record("critic/score/mean", batch.template get<token_level_scores>().sum(1).mean().template item<double>());
+    return batch;
+  }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// Compile-time pipelines.
+
+using GRPOPipeline = verl::trainer::rl_pipeline_t<verl::GRPO<>, Actor, verl::no_critic, Reference>;
+using PPOPipeline = verl::trainer::rl_pipeline_t<verl::PPO<>, Actor, Critic, verl::no_reference>;
+using ReMaxPipeline = verl::trainer::rl_pipeline_t<verl::ReMax<>, Actor, verl::no_critic, Reference>;
+static_assert(GRPOPipeline::num_stages == 7, "gen, reward, old_log_prob, ref, kl, adv, update_actor");
+static_assert(PPOPipeline::num_stages == 8, "gen, reward, old_log_prob, values, kl, adv, update_critic, update_actor");
+static_assert(ReMaxPipeline::num_stages == 8, "GRPO's stages plus the greedy baseline");
+static_assert(std::is_same_v<PPOPipeline::stage_type<3>, verl::stages::Values<Critic>>);
+static_assert(std::is_same_v<GRPOPipeline::stage_type<6>,
+                             verl::stages::UpdateActor<Actor, verl::losses::VanillaPPO, /*UseKLLoss=*/true>>);
+static_assert(verl::stages::Advantage<verl::estimators::GAE>::needs::contains<values>);
+static_assert(!verl::stages::Advantage<verl::estimators::GRPO>::needs::contains<values>);
+static_assert(verl::stages::Advantage<verl::estimators::GRPO>::needs::contains<uid>);
+static_assert(verl::stages::Advantage<verl::estimators::ReMax>::needs::contains<reward_baselines>);
+
+TEST_CASE("pipelines: each algorithm yields its stages, in verl's order", "[trainer][pipeline]") {
+  const std::vector<std::string_view> grpo{"gen", "reward", "old_log_prob", "ref", "kl", "adv", "update_actor"};
+  CHECK(GRPOPipeline::stage_names() == grpo);
+  const std::vector<std::string_view> ppo{"gen", "reward", "old_log_prob", "values", "kl", "adv", "update_critic",
+                                          "update_actor"};
+  CHECK(PPOPipeline::stage_names() == ppo);
+  const std::vector<std::string_view> remax{"gen",     "gen_max", "reward", "old_log_prob", "ref",
+                                            "kl",      "adv",     "update_actor"};
+  CHECK(ReMaxPipeline::stage_names() == remax);
+}
+
+TEST_CASE("pipelines: a custom stage is inserted after the reward and runs in the trainer's step",
+          "[trainer][pipeline]") {
+  auto actor = make_actor(1);
+  Reference ref(make_lm(1));
+  PPOTrainer<verl::GRPO<>, Actor, verl::no_critic, Reference> trainer(actor, {}, ref, target_fraction_scorer(),
+                                                                      small_options());
+  auto custom = verl::insert_after<verl::stages::Score>(trainer.default_pipeline(), ScoreMeanMetric{});
+  static_assert(decltype(custom)::num_stages == 8);
+  CHECK(decltype(custom)::stage_names()[2] == "score_metric");
+  const auto metrics = trainer.step(custom, prompt_batch(4));
+  REQUIRE(metrics.count("critic/score/mean") == 1);
+  CHECK(metrics.at("critic/score/mean") >= 0.0);
+  CHECK(metrics.count("timing_s/score_metric") == 1);
+  for (const char* key : {"actor/pg_loss", "actor/pg_clipfrac", "actor/ppo_kl", "actor/grad_norm", "actor/entropy",
+                          "actor/kl_loss", "timing_s/gen", "timing_s/update_actor", "timing_s/step"}) {
+    INFO(key);
+    CHECK(metrics.count(key) == 1);
+  }
+
+  // replace_stage swaps the reward: a scorer that gives 0 everywhere leaves GRPO's advantages at 0.
+  verl::stages::Score zero{[](const verl::stages::ScoreRequest& r, verl::StepContext&) {
+    return torch::zeros(r.responses.sizes(), torch::kFloat);
+  }};
+  auto zeroed = verl::replace_stage<verl::stages::Score>(trainer.default_pipeline(), zero);
+  const auto before = actor.parameters().front().clone();
+  const auto m2 = trainer.step(zeroed, prompt_batch(4));
+  CHECK(m2.at("actor/pg_loss") == 0.0);
+  CHECK(trainer.global_step() == 2);
+  (void)before;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The update.
+
+namespace {
+// A rollout batch with old log-probs and advantages, from a real generation.
+auto update_batch(Actor& actor, std::int64_t prompts, std::int64_t n) {
+  verl::StepContext ctx;
+  verl::SamplingParams sp;
+  sp.n = n;
+  sp.max_tokens = 6;
+  sp.seed = 11;
+  verl::stages::Generate<Actor> gen{&actor, sp};
+  auto rollout = gen.run(prompt_batch(prompts), ctx);
+  verl::stages::OldLogProbs<Actor> old{&actor, 1.0, 3};
+  auto with_old = old.run(rollout, ctx);
+  const auto adv = torch::randn(with_old.get<responses>().sizes(), torch::TensorOptions().dtype(torch::kFloat)
+                                                                        .requires_grad(false));
+  return with_old.with<advantages>(adv * with_old.get<response_mask>().to(torch::kFloat));
+}
+
+std::vector<torch::Tensor> weights_after_update(std::uint64_t seed, const verl::trainer::UpdateSchedule& schedule,
+                                                verl::LossAggMode mode) {
+  auto actor = make_actor(seed);
+  torch::manual_seed(5);
+  const auto batch = update_batch(actor, 4, 4);
+  // SGD: the weights move by lr * gradient, so equal gradients give equal weights to rounding (Adam's
+  // normalisation would blow rounding-level differences of near-zero gradients up to +-lr).
+  auto opt = torch::optim::SGD(actor.parameters(), torch::optim::SGDOptions(0.5));
+  verl::trainer::ActorLossSettings settings;
+  settings.loss_agg_mode = mode;
+  settings.entropy_coeff = 0.01;
+  verl::StepContext ctx;
+  ctx.step = 1;
+  verl::trainer::update_policy(actor, opt, verl::losses::VanillaPPO{}, batch, schedule, settings, ctx);
+  std::vector<torch::Tensor> out;
+  for (const auto& p : actor.parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+}  // namespace
+
+TEST_CASE("update_policy: the result does not depend on the micro-batch split (global normalisers)",
+          "[trainer][update]") {
+  for (auto mode : {verl::LossAggMode::token_mean, verl::LossAggMode::seq_mean_token_mean,
+                    verl::LossAggMode::seq_mean_token_sum_norm}) {
+    INFO(verl::to_string(mode));
+    verl::trainer::UpdateSchedule whole;
+    whole.ppo_mini_batch_size = 8;
+    whole.micro_batch_size = 8;
+    whole.ppo_epochs = 2;
+    auto ones = whole;
+    ones.micro_batch_size = 1;
+    auto dynamic = whole;
+    dynamic.use_dynamic_bsz = true;
+    dynamic.max_token_len = 24;  // several micro-batches of unequal token counts
+    const auto a = weights_after_update(2, whole, mode);
+    const auto b = weights_after_update(2, ones, mode);
+    const auto c = weights_after_update(2, dynamic, mode);
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      CHECK(torch::allclose(a[i], b[i], 1e-5, 1e-6));
+      CHECK(torch::allclose(a[i], c[i], 1e-5, 1e-6));
+    }
+    // ... and the update did something.
+    const auto init = make_lm(2)->parameters();
+    double moved = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) moved += (a[i] - init[i]).abs().max().item<double>();
+    CHECK(moved > 1e-4);
+  }
+}
+
+TEST_CASE("dynamic_micro_batches: verl 0.7.1's rearrange_micro_batches partition", "[trainer][update]") {
+  // Lengths 5, 3, 8, 2, 6, 4 (sum 28), budget 10 -> ceil(28/10) = 3 micro-batches balanced by the workload
+  // 24576 L + L^2. Expected lists from verl 0.7.1 itself:
+  //   rearrange_micro_batches(TensorDict({"attention_mask": mask, "input_ids": mask}, [6]), max_token_len=10)[1]
+  //   == [[0, 5], [2, 3], [1, 4]]   (token sums 9, 10, 9)
+  const std::vector<std::int64_t> lens{5, 3, 8, 2, 6, 4};
+  auto mask = torch::zeros({6, 8}, torch::kLong);
+  for (std::int64_t i = 0; i < 6; ++i) mask[i].narrow(0, 8 - lens[static_cast<std::size_t>(i)], lens[static_cast<std::size_t>(i)]).fill_(1);
+  const auto parts = verl::trainer::dynamic_micro_batches(mask, 10);
+  REQUIRE(parts.size() == 3);
+  std::vector<std::int64_t> sums;
+  std::set<std::int64_t> seen;
+  for (const auto& p : parts) {
+    std::int64_t s = 0;
+    for (auto i : p) {
+      s += lens[static_cast<std::size_t>(i)];
+      seen.insert(i);
+    }
+    sums.push_back(s);
+  }
+  CHECK(seen.size() == 6);
+  CHECK(parts[0] == std::vector<std::int64_t>{0, 5});
+  CHECK(parts[1] == std::vector<std::int64_t>{2, 3});
+  CHECK(parts[2] == std::vector<std::int64_t>{1, 4});
+  CHECK_THROWS_WITH(verl::trainer::dynamic_micro_batches(mask, 7), Catch::Contains("ppo_max_token_len_per_gpu"));
+}
+
+TEST_CASE("critic warm-up: the actor is not updated while critic_warmup > step", "[trainer][update]") {
+  auto actor = make_actor(4);
+  auto critic = Critic::create(tiny_config());
+  auto options = small_options();
+  options.critic_warmup = 2;
+  options.critic_mini_batch_size = 4;
+  options.critic_micro_batch_size = 8;
+  PPOTrainer<verl::PPO<>, Actor, Critic> trainer(actor, critic, {}, target_fraction_scorer(), options);
+  const auto w0 = actor.parameters().front().detach().clone();
+  const auto m1 = trainer.step(prompt_batch(4));
+  CHECK(m1.count("critic/vf_loss") == 1);
+  CHECK(m1.count("actor/pg_loss") == 0);
+  CHECK(torch::equal(actor.parameters().front(), w0));
+  const auto m2 = trainer.step(prompt_batch(4));
+  CHECK(m2.count("actor/pg_loss") == 1);
+  CHECK(!torch::equal(actor.parameters().front(), w0));
+}
+
+TEST_CASE("RewardKLPenalty: verl's apply_kl_penalty with an adaptive controller", "[trainer][update]") {
+  // scores 0 except 1 at the last token; old - ref = 0.5 on valid tokens; beta 0.1, k1.
+  auto mask = torch::tensor({{1, 1, 1, 0}, {1, 1, 0, 0}}, torch::kLong);
+  auto scores = torch::tensor({{0.f, 0.f, 1.f, 0.f}, {0.f, 2.f, 0.f, 0.f}});
+  auto old = torch::full({2, 4}, -1.0f), ref = torch::full({2, 4}, -1.5f);
+  verl::Batch<token_level_scores, old_log_probs, ref_log_probs, response_mask> b(scores, old, ref, mask);
+  verl::stages::RewardKLPenalty stage{verl::core_algos::AdaptiveKLController(0.1, 0.25, 10.0), "kl"};
+  verl::StepContext ctx;
+  const auto out = stage.run(b, ctx);
+  const auto expected = scores - 0.05f * mask.to(torch::kFloat);  // beta * 0.5 on valid tokens
+  CHECK(torch::allclose(out.get<token_level_rewards>(), expected));
+  CHECK(ctx.reduced().at("actor/reward_kl_penalty") == Approx(0.5));
+  CHECK(ctx.reduced().at("actor/reward_kl_penalty_coeff") == Approx(0.1));
+  // update: error clip(0.5/0.25 - 1, -0.2, 0.2) = 0.2; mult = 1 + 0.2 * 2 / 10 = 1.04.
+  CHECK(std::get<verl::core_algos::AdaptiveKLController>(stage.controller).value == Approx(0.104));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Learning.
+
+TEST_CASE("GRPO learns a rule reward on a tiny transformer", "[trainer][learning]") {
+  auto actor = make_actor(7);
+  Reference ref(make_lm(7));
+  auto options = small_options();
+  PPOTrainer<verl::GRPO<>, Actor, verl::no_critic, Reference> trainer(actor, {}, ref, target_fraction_scorer(),
+                                                                      options);
+  auto pipeline = verl::insert_after<verl::stages::Score>(trainer.default_pipeline(), ScoreMeanMetric{});
+  double first = 0, last = 0;
+  const int steps = 12;
+  for (int s = 0; s < steps; ++s) {
+    const auto m = trainer.step(pipeline, prompt_batch(8));
+    if (s < 2) first += mean_score(m) / 2;
+    if (s >= steps - 2) last += mean_score(m) / 2;
+  }
+  INFO("mean score of the first two steps " << first << ", of the last two " << last);
+  CHECK(last > first + 0.2);
+}
+
+TEST_CASE("PPO with a GAE critic learns the rule reward", "[trainer][learning]") {
+  auto actor = make_actor(8);
+  auto critic = Critic::create(tiny_config());
+  auto options = small_options();
+  options.critic_mini_batch_size = 4;
+  options.critic_micro_batch_size = 16;
+  options.critic_optim.lr = 1e-2;
+  options.lam = 0.95;
+  PPOTrainer<verl::PPO<>, Actor, Critic> trainer(actor, critic, {}, target_fraction_scorer(), options);
+  auto pipeline = verl::insert_after<verl::stages::Score>(trainer.default_pipeline(), ScoreMeanMetric{});
+  double first = 0, last = 0;
+  const int steps = 12;
+  for (int s = 0; s < steps; ++s) {
+    const auto m = trainer.step(pipeline, prompt_batch(8));
+    REQUIRE(m.count("critic/vf_loss") == 1);
+    if (s < 2) first += mean_score(m) / 2;
+    if (s >= steps - 2) last += mean_score(m) / 2;
+  }
+  INFO("mean score of the first two steps " << first << ", of the last two " << last);
+  CHECK(last > first + 0.2);
+}
