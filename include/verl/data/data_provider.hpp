@@ -223,7 +223,7 @@ class DataProvider {
     };
     const auto same = [&](const char* key, const auto& mine) {
       using V = std::remove_cvref_t<decltype(mine)>;
-      const auto& v = field(key);
+      const nlohmann::json& v = field(key);
       bool ok = false;
       if constexpr (std::is_same_v<V, bool>) ok = v.is_boolean() && v.get<bool>() == mine;
       else ok = v.is_number_unsigned() && v.get<std::uint64_t>() == static_cast<std::uint64_t>(mine);
@@ -236,8 +236,8 @@ class DataProvider {
     same("shuffle", options_.shuffle);
     same("drop_last", options_.drop_last);
     if (options_.shuffle) same("seed", options_.seed);
-    const auto& e = field("epoch");
-    const auto& b = field("batches_consumed");
+    const nlohmann::json& e = field("epoch");
+    const nlohmann::json& b = field("batches_consumed");
     verl::detail::check<ConfigError>(e.is_number_unsigned() && b.is_number_unsigned() && b.get<std::uint64_t>() < per_epoch_,
                                      "verl::data::DataProvider: the resume state has epoch = ", e.dump(),
                                      ", batches_consumed = ", b.dump(), "; expected non-negative integers with "

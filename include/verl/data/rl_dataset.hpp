@@ -19,7 +19,8 @@
 //! - `data_source` (string, missing = ""), `reward_model.ground_truth` (string; a number, list or object is
 //!   kept as its JSON text; missing = ""), `extra_info` (any JSON; missing or null = {} as verl) go to ItemInfo.
 //!   Other keys are ignored.
-//! - A prompt of zero tokens is rejected (a generation needs at least one prompt token).
+//! - A prompt of zero tokens is rejected (a generation needs at least one prompt token); as tokenisation runs
+//!   after reading, its skip reason is listed after those of the rows rejected while reading.
 //!
 //! Length handling, in verl's order: with `filter_overlong_prompts`, prompts of more than `max_prompt_length`
 //! tokens are dropped at load and counted (LoadReport::filtered_overlong); the others are cut by `truncation`
