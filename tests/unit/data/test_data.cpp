@@ -23,7 +23,9 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -92,6 +94,27 @@ static_assert(data::BatchDataset<data::RLDataset> && data::BatchDataset<data::DP
 std::vector<IndexDataset::Batch> take(data::DataProvider<IndexDataset>& p, std::size_t n) {
   std::vector<IndexDataset::Batch> out;
   for (std::size_t i = 0; i < n; ++i) out.push_back(p.next().value());
+  return out;
+}
+
+// Runs `script` with the venv's Python (arguments appended); its stdout, or nullopt with a visible warning when
+// there is no venv Python or the script fails (e.g. transformers missing).
+std::optional<std::string> run_python(const verl::test::TempDir& dir, const std::string& script, const std::string& args = "") {
+  const std::string python = std::string(VERL_GOLDEN_DIR) + "/../../.venv/bin/python";
+  if (!std::filesystem::exists(python)) {
+    WARN("no venv Python at " << python << ": the cross-check against the Python reference is skipped");
+    return std::nullopt;
+  }
+  const auto file = write_file(dir, "check.py", script);
+  std::FILE* pipe = popen((python + " " + file.string() + " " + args + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return std::nullopt;
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, pipe)) out += buf;
+  if (pclose(pipe) != 0) {
+    WARN("the Python reference failed (torch/transformers/tokenizers not installed?): the cross-check is skipped\n" << out);
+    return std::nullopt;
+  }
   return out;
 }
 
@@ -267,32 +290,16 @@ TEST_CASE("DataProvider: seeded order is torch's RandomSampler (randperm per epo
     }
   }
   // Python torch (when the venv has it): the same generator, the same permutations.
-  const std::string python = std::string(VERL_GOLDEN_DIR) + "/../../.venv/bin/python";
-  if (std::filesystem::exists(python)) {
-    const std::string cmd = python + " -c \"import torch; g=torch.Generator(); g.manual_seed(7); "
-                                     "print(' '.join(str(i) for _ in range(2) for i in torch.randperm(10, generator=g).tolist()))\"";
-    std::FILE* pipe = popen(cmd.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    std::string out;
-    char buf[256];
-    while (std::fgets(buf, sizeof buf, pipe)) out += buf;
-    const int rc = pclose(pipe);
-    if (rc == 0) {
-      std::vector<std::size_t> expect;
-      for (std::size_t e = 0; e < 2; ++e)
-        for (std::size_t b = 0; b < 2; ++b)
-          for (auto i : p.batch_indices(e, b)) expect.push_back(i);
-      std::istringstream in(out);
-      std::vector<std::size_t> got;
-      for (std::size_t v; in >> v;) got.push_back(v);
-      REQUIRE(got.size() == 20);
-      for (std::size_t e = 0; e < 2; ++e)
-        for (std::size_t j = 0; j < 8; ++j) CHECK(expect[e * 8 + j] == got[e * 10 + j]);
-    } else {
-      WARN("torch not importable by " << python << ": Python cross-check skipped");
-    }
-  } else {
-    WARN("no venv python at " << python << ": Python cross-check skipped");
+  verl::test::TempDir dir("data");
+  if (const auto out = run_python(dir, "import torch\ng = torch.Generator()\ng.manual_seed(7)\n"
+                                       "print(' '.join(str(i) for _ in range(2) for i in torch.randperm(10, generator=g).tolist()))\n")) {
+    std::istringstream in(*out);
+    std::vector<std::size_t> got;
+    for (std::size_t v; in >> v;) got.push_back(v);
+    REQUIRE(got.size() == 20);
+    for (std::size_t e = 0; e < 2; ++e)
+      for (std::size_t b = 0; b < 2; ++b)
+        for (std::size_t j = 0; j < 4; ++j) CHECK(p.batch_indices(e, b)[j] == got[e * 10 + b * 4 + j]);
   }
   // Same seed, same order; another seed, another; no shuffle is 0..N-1; drop_last = false keeps the tail.
   data::DataProvider<IndexDataset> same(ds, {.batch_size = 4, .seed = 7});
@@ -519,4 +526,53 @@ TEST_CASE("SFTDataset: prompt/response and multi-turn messages, loss masks, trun
   CHECK(cds.loss_mask(0) == want);
   CHECK_THAT(error_of<verl::ConfigError>([&] { (void)data::SFTDataset::load(conv, tok, {}); }),
              Contains("\"messages\" holds chat messages but no chat format"));
+}
+
+TEST_CASE("RLDataset prompt ids equal transformers' apply_chat_template(add_generation_prompt=True, tokenize=True)",
+          "[data][rl][python]") {
+  // verl 0.7.1 tokenises a prompt with tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+  // tokenize=True). The script trains a small byte-level BPE with `tokenizers`, gives it the ChatML template and
+  // prints those ids; the C++ side loads the same tokenizer.json and renders with verl::chat::chatml.
+  verl::test::TempDir dir("data");
+  const nlohmann::json convs = nlohmann::json::parse(R"([
+    [{"role": "user", "content": "What is 12 plus 30?"}],
+    [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Answer: 42 \u00fcn\u00efcode  two  spaces"}],
+    [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "\n\n12"}]])");
+  write_file(dir, "convs.json", convs.dump());
+  std::string rows;
+  for (const auto& c : convs) rows += nlohmann::json{{"prompt", c}}.dump() + "\n";
+  const auto jsonl = write_file(dir, "rows.jsonl", rows);
+  const auto out = run_python(dir, R"(import sys, json
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+from transformers import PreTrainedTokenizerFast
+d = sys.argv[1]
+tk = Tokenizer(models.BPE())
+tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+tk.decoder = decoders.ByteLevel()
+tr = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|im_start|>", "<|im_end|>", "<|endoftext|>"],
+                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+tk.train_from_iterator(["What is 12 plus 30? Answer with the number.", "You are a helpful assistant.", "system user assistant"] * 20, tr)
+tk.save(d + "/tokenizer.json")
+t = PreTrainedTokenizerFast(tokenizer_file=d + "/tokenizer.json")
+t.chat_template = ("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}{% endfor %}"
+                   "{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}")
+for conv in json.load(open(d + "/convs.json")):
+    r = t.apply_chat_template(conv, add_generation_prompt=True, tokenize=True)
+    if hasattr(r, "keys"): r = r["input_ids"]
+    print(" ".join(map(str, r)))
+)", dir.path.string());
+  if (!out) return;
+  const auto tok = verl::HFTokenizer::from_file(dir.path / "tokenizer.json", {.eos_token = "<|endoftext|>"});
+  const auto ds = data::RLDataset::load(jsonl, tok, {}, verl::chat::chatml);
+  REQUIRE(ds.size() == convs.size());
+  std::istringstream lines(*out);
+  std::string line;
+  for (std::size_t i = 0; i < convs.size(); ++i) {
+    REQUIRE(std::getline(lines, line));
+    std::istringstream in(line);
+    Ids want;
+    for (std::int64_t v; in >> v;) want.push_back(v);
+    INFO("conversation " << i);
+    CHECK(ds[i].prompt_ids == want);
+  }
 }
