@@ -733,7 +733,9 @@ class Reader {
     std::vector<std::pair<std::size_t, std::string>> near;
     for (const auto& s : siblings) {
       const auto d = levenshtein(key, s);
-      if (d <= limit) near.emplace_back(d, join_path(parent_path(full), s));
+      // Close in edit distance, or one name a prefix of the other (`project` -> `project_name`).
+      const bool prefix = key.size() >= 3 && (s.rfind(key, 0) == 0 || key.rfind(s, 0) == 0);
+      if (d <= limit || prefix) near.emplace_back(d, join_path(parent_path(full), s));
     }
     std::stable_sort(near.begin(), near.end());
     std::vector<std::string> suggestions;

@@ -1234,4 +1234,25 @@ struct OfflineConfig {
   }
 };
 
+//! The text of docs/config.md: the reference of PPOConfig and OfflineConfig, generated from the structs.
+//! tests/unit/config/test_config.cpp fails when docs/config.md differs from it; regenerate with
+//! `<build>/tests/verl_unit_config "[write-config-reference]"`.
+[[nodiscard]] inline std::string config_reference_markdown() {
+  std::string out = reference_markdown<PPOConfig>(
+      "Configuration reference",
+      "Generated from the typed structs in include/verl/config/trainer_config.hpp; do not edit by hand. "
+      "Regenerate with `<build>/tests/verl_unit_config \"[write-config-reference]\"` (the config unit test fails "
+      "while this file is stale). How to write and override a configuration: [config_guide.md](config_guide.md).\n\n"
+      "Keys and defaults follow verl 0.7.1's `ppo_trainer.yaml` (PPO family) and `sft_trainer_engine.yaml` plus TRL "
+      "0.19.1's DPOConfig/KTOConfig (offline trainers). A default written `${...}` is an OmegaConf interpolation, "
+      "resolved after the file and the command-line overrides are merged.\n\n"
+      "Deliberate differences from verl's defaults: `trainer.logger` is `[console]` (verl: `[console, wandb]`), "
+      "`trainer.device` is `auto` (verl: `cuda`).\n\n"
+      "# PPOConfig (PPO, GRPO, RLOO, REINFORCE++, ReMax, DAPO, ...)");
+  std::string offline = reference_markdown<OfflineConfig>("OfflineConfig (SFT, DPO, KTO)", "");
+  // One page: the second reference's sections become part of it (its title is a level-1 heading too).
+  out += "\n" + offline;
+  return out;
+}
+
 }  // namespace verl::config

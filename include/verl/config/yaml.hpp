@@ -853,7 +853,12 @@ namespace detail {
   char buf[64];
   const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
   std::string s(buf, end);
-  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  // A '.' in the mantissa also makes YAML 1.1 readers (PyYAML, OmegaConf) read a float: 1.0e-06, not 1e-06.
+  const auto e = s.find('e');
+  if (s.find('.') == std::string::npos) {
+    if (e == std::string::npos) s += ".0";
+    else s.insert(e, ".0");
+  }
   return s;
 }
 
