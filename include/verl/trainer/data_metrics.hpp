@@ -24,6 +24,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -278,13 +279,17 @@ using ValidationMetrics = std::map<std::string, std::map<std::string, std::map<s
   for (const auto& [source, vars] : nested) {
     const std::string core_var = vars.contains("acc") ? "acc" : "reward";
     for (const auto& [var, metrics] : vars) {
-      long n_max = 0;
+      long n_max = 0;  // the largest n of the metric names "<stat>@<n>[/<...>]"
       for (const auto& [metric, _] : metrics) {
         const auto at = metric.rfind('@');
-        const auto slash = metric.find('/', at);
-        n_max = std::max(n_max, std::stol(metric.substr(at + 1, slash == std::string::npos ? slash : slash - at - 1)));
+        verl::detail::check<InputError>(at != std::string::npos, "verl::trainer::validation_metrics: metric `", metric,
+                                        "` of `", source, "/", var, "` has no @n, expected names like mean@4");
+        long k = 0;
+        std::from_chars(metric.data() + at + 1, metric.data() + metric.size(), k);
+        n_max = std::max(n_max, k);
       }
-      const std::string at_n = "@" + std::to_string(n_max);
+      std::string at_n = "@";  // appended, not "@" + to_string: GCC 12 warns wrongly (-Wstringop-overflow) on that
+      at_n += std::to_string(n_max);
       for (const auto& [metric, value] : metrics) {
         const bool core = var == core_var &&
                           (metric.starts_with("mean") || metric.starts_with("maj") || metric.starts_with("best")) &&

@@ -341,7 +341,7 @@ class JsonlExporter final : public MetricsExporter {
     if (layout == JsonlOptions::Layout::verl) line += ",\"data\":{";
     bool first = layout == JsonlOptions::Layout::verl;
     for (const auto& [name, value] : metrics) {
-      detail::check<ConfigError>(layout == JsonlOptions::Layout::verl || name != "step",
+      verl::detail::check<ConfigError>(layout == JsonlOptions::Layout::verl || name != "step",
                                  "verl::trainer::JsonlExporter: a metric named `step` collides with the step "
                                  "number in the flat layout; rename it or use JsonlOptions::Layout::verl");
       if (!first) line += ',';
@@ -402,7 +402,7 @@ class CallbackExporter final : public MetricsExporter {
  public:
   using Callback = std::function<void(std::int64_t step, const MetricMap& metrics)>;
   explicit CallbackExporter(Callback callback) : callback_(std::move(callback)) {
-    detail::check<ConfigError>(static_cast<bool>(callback_), "verl::trainer::CallbackExporter: empty callback");
+    verl::detail::check<ConfigError>(static_cast<bool>(callback_), "verl::trainer::CallbackExporter: empty callback");
   }
   void write(std::int64_t step, const MetricMap& metrics) override { callback_(step, metrics); }
 
@@ -435,7 +435,7 @@ class MetricsRegistry {
   }
   //! Adds an exporter the caller already owns through a unique_ptr.
   MetricsExporter& add_exporter(std::unique_ptr<MetricsExporter> exporter) {
-    detail::check<ConfigError>(exporter != nullptr, "verl::trainer::MetricsRegistry::add_exporter: null exporter");
+    verl::detail::check<ConfigError>(exporter != nullptr, "verl::trainer::MetricsRegistry::add_exporter: null exporter");
     auto& ref = *exporter;
     std::lock_guard lock(export_mutex_);
     exporters_.push_back(std::move(exporter));
@@ -453,7 +453,7 @@ class MetricsRegistry {
     std::lock_guard lock(mutex_);
     auto it = pending_.find(name);
     if (it == pending_.end()) it = pending_.emplace(std::string(name), Accumulator{op}).first;
-    detail::check<ConfigError>(it->second.op == op, "verl::trainer::MetricsRegistry: metric `", name,
+    verl::detail::check<ConfigError>(it->second.op == op, "verl::trainer::MetricsRegistry: metric `", name,
                                "` was recorded with reduction ", to_string(it->second.op),
                                " earlier in this step and now with ", to_string(op),
                                "; use one reduction per metric");

@@ -173,9 +173,9 @@ class ProgressBar {
   using Clock = std::chrono::steady_clock;
 
   explicit ProgressBar(ProgressBarOptions options = {}) : opt_(std::move(options)), start_(Clock::now()) {
-    detail::check<ConfigError>(opt_.total >= 0, "verl::trainer::ProgressBar: total = ", opt_.total,
+    verl::detail::check<ConfigError>(opt_.total >= 0, "verl::trainer::ProgressBar: total = ", opt_.total,
                                ", expected >= 0 (0 = unknown)");
-    detail::check<ConfigError>(opt_.stream != nullptr || opt_.show == ProgressBarOptions::Show::never,
+    verl::detail::check<ConfigError>(opt_.stream != nullptr || opt_.show == ProgressBarOptions::Show::never,
                                "verl::trainer::ProgressBar: null stream");
     enabled_ = opt_.show == ProgressBarOptions::Show::always ||
                (opt_.show == ProgressBarOptions::Show::if_terminal && ::isatty(::fileno(opt_.stream)) == 1);
@@ -189,27 +189,27 @@ class ProgressBar {
   void advance(std::int64_t k = 1) {
     const auto n = n_.fetch_add(k, std::memory_order_relaxed) + k;
     if (!enabled_) return;
-    const bool full = opt_.total > 0 && n >= opt_.total;
+    const bool full = opt_.total > 0 && n >= opt_.total && n - k < opt_.total;  // this call filled the bar
     const auto now = Clock::now();
     if (!full && seconds(now - last_draw_.load(std::memory_order_relaxed)) < opt_.min_interval_s) return;
     draw(full);
   }
 
-  //! Sets the postfix to "k=v, ..." (tqdm's set_postfix, values formatted by format_num) and redraws.
+  //! Sets the postfix to "k=v, ..." (tqdm's set_postfix, values formatted by format_num) and redraws now.
   void set_postfix(const MetricMap& values) { set_postfix(format_postfix(values)); }
   void set_postfix(std::string postfix) {
     {
       std::lock_guard lock(mutex_);
       postfix_ = std::move(postfix);
     }
-    if (enabled_) draw(false);
+    if (enabled_) draw(true);
   }
   void set_description(std::string desc) {
     {
       std::lock_guard lock(mutex_);
       opt_.desc = std::move(desc);
     }
-    if (enabled_) draw(false);
+    if (enabled_) draw(true);
   }
 
   //! Draws the final line and a newline (once; later calls do nothing).

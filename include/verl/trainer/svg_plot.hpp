@@ -130,8 +130,8 @@ inline constexpr const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62
 
 //! The SVG document for `panels` (see the file comment for the geometry).
 [[nodiscard]] inline std::string render_svg(const std::vector<Panel>& panels, const PlotOptions& opt = {}) {
-  detail::check<ConfigError>(!panels.empty(), "verl::trainer::render_svg: no panel to draw");
-  detail::check<ConfigError>(opt.width >= 200 && opt.panel_height >= 120, "verl::trainer::render_svg: image ",
+  verl::detail::check<ConfigError>(!panels.empty(), "verl::trainer::render_svg: no panel to draw");
+  verl::detail::check<ConfigError>(opt.width >= 200 && opt.panel_height >= 120, "verl::trainer::render_svg: image ",
                              opt.width, "x", opt.panel_height, " px per panel is too small, expected >= 200x120");
   using detail::px;
   using detail::xml_escape;
@@ -150,7 +150,7 @@ inline constexpr const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62
     const double left = 70, right = w - 20;
     double xlo = std::numeric_limits<double>::infinity(), xhi = -xlo, ylo = xlo, yhi = -xlo;
     for (const auto& s : panel.series) {
-      detail::check<InputError>(s.x.size() == s.y.size(), "verl::trainer::render_svg: series `", s.name, "` has ",
+      verl::detail::check<InputError>(s.x.size() == s.y.size(), "verl::trainer::render_svg: series `", s.name, "` has ",
                                 s.x.size(), " steps and ", s.y.size(), " values, expected as many");
       for (std::size_t i = 0; i < s.x.size(); ++i) {
         if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
@@ -219,7 +219,7 @@ inline constexpr const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62
 [[nodiscard]] inline std::vector<Series> read_metrics_jsonl(const std::filesystem::path& path,
                                                             const std::vector<std::string>& names) {
   std::ifstream in(path);
-  detail::check<InputError>(static_cast<bool>(in), "verl::trainer::read_metrics_jsonl: cannot open ",
+  verl::detail::check<InputError>(static_cast<bool>(in), "verl::trainer::read_metrics_jsonl: cannot open ",
                             path.string());
   std::vector<Series> out;
   for (const auto& n : names) out.push_back({n, {}, {}});
@@ -233,7 +233,7 @@ inline constexpr const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62
     } catch (const nlohmann::json::exception& e) {
       throw InputError("verl::trainer::read_metrics_jsonl: " + where() + " is not valid JSON: " + e.what());
     }
-    detail::check<InputError>(j.is_object() && j.contains("step") && j["step"].is_number(),
+    verl::detail::check<InputError>(j.is_object() && j.contains("step") && j["step"].is_number(),
                               "verl::trainer::read_metrics_jsonl: ", where(),
                               " is not a JSON object with a numeric \"step\"");
     const double step = j["step"].get<double>();
@@ -241,7 +241,7 @@ inline constexpr const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62
     for (auto& s : out) {
       const auto it = data.find(s.name);
       if (it == data.end() || it->is_null()) continue;
-      detail::check<InputError>(it->is_number(), "verl::trainer::read_metrics_jsonl: ", where(), ": metric `",
+      verl::detail::check<InputError>(it->is_number(), "verl::trainer::read_metrics_jsonl: ", where(), ": metric `",
                                 s.name, "` is ", it->type_name(), ", expected a number or null");
       const double v = it->get<double>();
       if (!std::isfinite(v)) continue;
@@ -255,10 +255,10 @@ inline constexpr const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62
 //! Plots groups of metrics from `jsonl_path`, one panel per PanelSpec, into `out_path` (written atomically).
 inline void plot_panels_svg(const std::filesystem::path& jsonl_path, const std::vector<PanelSpec>& specs,
                             const std::filesystem::path& out_path, const PlotOptions& opt = {}) {
-  detail::check<ConfigError>(!specs.empty(), "verl::trainer::plot_panels_svg: no panel requested");
+  verl::detail::check<ConfigError>(!specs.empty(), "verl::trainer::plot_panels_svg: no panel requested");
   std::vector<std::string> names;
   for (const auto& s : specs) {
-    detail::check<ConfigError>(!s.metrics.empty(), "verl::trainer::plot_panels_svg: panel `", s.title,
+    verl::detail::check<ConfigError>(!s.metrics.empty(), "verl::trainer::plot_panels_svg: panel `", s.title,
                                "` names no metric");
     names.insert(names.end(), s.metrics.begin(), s.metrics.end());
   }

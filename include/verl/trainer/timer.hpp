@@ -36,7 +36,7 @@ class ScopedTimer {
 
   //! \throws verl::ConfigError when `name` is empty.
   ScopedTimer(Timings& timings, std::string name) : timings_(&timings), name_(std::move(name)) {
-    detail::check<ConfigError>(!name_.empty(), "verl::trainer::ScopedTimer: empty section name");
+    verl::detail::check<ConfigError>(!name_.empty(), "verl::trainer::ScopedTimer: empty section name");
     start_ = Clock::now();
   }
   ScopedTimer(ScopedTimer&& other) noexcept
@@ -64,7 +64,7 @@ class Timings {
  public:
   //! Adds `seconds` to section `name` (a section timed twice in a step accumulates, as in verl).
   void add(std::string_view name, double seconds) {
-    detail::check<ConfigError>(!name.empty(), "verl::trainer::Timings::add: empty section name");
+    verl::detail::check<ConfigError>(!name.empty(), "verl::trainer::Timings::add: empty section name");
     std::lock_guard lock(mutex_);
     auto it = raw_.find(name);
     if (it == raw_.end()) it = raw_.emplace(std::string(name), 0.0).first;

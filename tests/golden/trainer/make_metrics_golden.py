@@ -94,7 +94,7 @@ def data_cases():
         ("data/critic_f32", 1, 6, 5, 7, torch.float32, torch.int64, (2,), (0,), (3,), True),
         ("data/no_critic_f32", 2, 5, 4, 6, torch.float32, torch.int64, (), (), (1, 4), False),
         ("data/critic_f64_bool_masks", 3, 4, 3, 5, torch.float64, torch.bool, (0,), (1, 2), (), True),
-        ("data/large_f32", 4, 64, 16, 48, torch.float32, torch.int64, (5, 17), (3,), (9, 10), True),
+        ("data/large_f32", 4, 32, 8, 32, torch.float32, torch.int64, (5, 17), (3,), (9, 10), True),
         ("data/float_masks", 5, 3, 2, 4, torch.float32, torch.float32, (), (), (), True),
     ]
     for name, seed, b, p, r, dtype, mdt, ab, fp, fr, critic in specs:
