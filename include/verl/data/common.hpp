@@ -6,11 +6,10 @@
 
 #include "verl/core/errors.hpp"
 #include "verl/data/jsonl.hpp"
+#include "verl/tokenizers/batch_encode.hpp"
 #include "verl/tokenizers/chat_format.hpp"
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/clamp_min.h>
-#include <ATen/ops/cumsum.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <nlohmann/json.hpp>
@@ -135,9 +134,7 @@ inline at::Tensor long_tensor(std::vector<std::int64_t>& buffer, std::int64_t ro
 
 }  // namespace detail
 
-//! verl's `compute_position_id_with_mask`: clip(cumsum(mask, -1) - 1, min=0).
-[[nodiscard]] inline at::Tensor position_ids_from_mask(const at::Tensor& attention_mask) {
-  return at::clamp_min(at::cumsum(attention_mask, /*dim=*/-1, at::kLong) - 1, 0);  // (B,T)
-}
+//! verl's `compute_position_id_with_mask` (verl/tokenizers/batch_encode.hpp): clip(cumsum(mask, -1) - 1, 0).
+using verl::position_ids_from_mask;
 
 }  // namespace verl::data
