@@ -589,11 +589,17 @@ class CheckpointManager {
     }
     std::error_code ec;
     std::optional<fs::path> trash;
-    if (fs::exists(fs::symlink_status(final_dir, ec))) {  // re-saving a step: move the old one aside first
-      trash = detail::unique_sibling(root_, ".trash-", final_dir.filename().string());
-      fs::rename(final_dir, *trash);
+    try {
+      if (fs::exists(fs::symlink_status(final_dir, ec))) {  // re-saving a step: move the old one aside first
+        trash = detail::unique_sibling(root_, ".trash-", final_dir.filename().string());
+        fs::rename(final_dir, *trash);
+      }
+      fs::rename(tmp, final_dir);
+    } catch (...) {
+      (void)detail::remove_tree(tmp);
+      if (trash && !fs::exists(fs::symlink_status(final_dir, ec))) fs::rename(*trash, final_dir, ec);  // put back
+      throw;
     }
-    fs::rename(tmp, final_dir);
     checkpoint::detail::fsync_directory(root_);
     if (trash) remove_reported(*trash, "the previous checkpoint of the same step");
     checkpoint::write_file_atomically(root_ / checkpoint_tracker_name, std::to_string(step));

@@ -18,11 +18,19 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
 
 using namespace verl::trainer;
 using nlohmann::json;
@@ -420,6 +428,83 @@ TEST_CASE("save, resume into a fresh model and optimizer, continue: bit-identica
   CHECK(b.data_pos == 7);
   CHECK(same_weights(a.lm, b.lm));
   CHECK(reports.lines.empty());
+
+  // The comparison is sensitive: the same resume without the optimizer state (fresh moments) diverges.
+  Run c(models::load_causal_lm(last->model_dir("actor")));
+  CheckpointContents no_optimizer;
+  no_optimizer.scheduler("actor", c.sched).rng("sampler", c.engine);
+  last->restore(no_optimizer);
+  c.steps(4);
+  CHECK_FALSE(same_weights(a.lm, c.lm));
+}
+
+namespace {
+
+constexpr const char* child_env = "VERL_TEST_CHECKPOINT_CHILD_ROOT";
+
+// Runs this test executable's hidden test case [checkpoint_child] in a new process; returns its wait status.
+int run_child(const fs::path& root) {
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  REQUIRE(n > 0);
+  exe[n] = '\0';
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+  env_strings.push_back(std::string(child_env) + "=" + root.string());
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string a0 = exe, a1 = "[checkpoint_child]", a2 = "--out", a3 = "/dev/null";
+  char* argv[] = {a0.data(), a1.data(), a2.data(), a3.data(), nullptr};
+  pid_t pid = 0;
+  REQUIRE(::posix_spawn(&pid, exe, nullptr, nullptr, argv, envp.data()) == 0);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  return status;
+}
+
+}  // namespace
+
+// The child of the next test: 3 steps, a checkpoint, 2 more steps, then killed (SIGKILL) in the middle of
+// saving step 5, after the model and optimizer files of that save are written.
+TEST_CASE("checkpoint child process (run by the process-kill test)", "[.][checkpoint_child]") {
+  const char* root = std::getenv(child_env);
+  if (root == nullptr) return;
+  Run a(make_lm(11));
+  a.steps(3);
+  CheckpointManager mgr(root, 0);
+  mgr.save(3, a.contents());
+  a.steps(2);
+  auto parts = a.contents();
+  parts.state("killed_here", []() -> json { ::kill(::getpid(), SIGKILL); return json{}; }, [](const json&) {});
+  mgr.save(5, parts);
+  std::_Exit(3);  // not reached
+}
+
+TEST_CASE("N steps uninterrupted == N/2 steps, process killed mid-save, resume, N/2 steps (bitwise)",
+          "[trainer][checkpoint]") {
+  TempDir root("ckpt_kill");
+  const int status = run_child(root.path);
+  REQUIRE(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+
+  Reports reports;
+  CheckpointManager mgr(root.path, reports.options(0));
+  REQUIRE(mgr.leftovers().size() == 1);  // the interrupted save of step 5
+  CHECK(mgr.leftovers()[0].filename().string().rfind(".tmp-global_step_5-", 0) == 0);
+  CHECK(mgr.tracked_step() == 3);
+  auto last = mgr.resume();
+  REQUIRE(last.has_value());
+  CHECK(last->step() == 3);
+  CHECK(reports.any("ignoring `" + mgr.leftovers()[0].string() + "`: left by an interrupted save"));
+
+  Run resumed(models::load_causal_lm(last->model_dir("actor")));
+  last->restore(resumed.contents());
+  resumed.steps(4);
+
+  Run uninterrupted(make_lm(11));
+  uninterrupted.steps(7);
+  CHECK(same_weights(uninterrupted.lm, resumed.lm));
 }
 
 TEST_CASE("RNG restore reproduces the same random numbers", "[trainer][checkpoint]") {
