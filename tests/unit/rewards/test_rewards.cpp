@@ -9,12 +9,18 @@
 #include "verl/rewards/default_compute_score.hpp"
 #include "verl/rewards/gsm8k.hpp"
 #include "verl/rewards/math_answer.hpp"
+#include "verl/rewards/reward_manager.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -162,4 +168,272 @@ TEST_CASE("default_compute_score dispatches on verl's data_source names", "[rewa
   STATIC_REQUIRE(verl::RewardFunction<verl::rewards::DefaultComputeScore>);
   STATIC_REQUIRE(verl::RewardFunction<gsm8k::Rule>);
   STATIC_REQUIRE(verl::RewardFunction<math::Rule>);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The reward manager (verl 0.7.1 NaiveRewardManager semantics) and combinations.
+
+namespace {
+
+using verl::rewards::RewardBatch;
+using verl::rewards::RewardManager;
+using verl::rewards::RewardManagerOptions;
+
+//! Decodes ids as "5,6,7", so a test sees exactly which ids the manager decoded.
+struct CommaTokenizer {
+  [[nodiscard]] std::string decode(const std::vector<std::int64_t>& ids) const {
+    std::string out;
+    for (const auto id : ids) out += (out.empty() ? "" : ",") + std::to_string(id);
+    return out;
+  }
+};
+
+//! Scores a response by its number of tokens plus 0.5 (so an empty response still scores 0.5).
+double token_count_plus_half(const verl::RewardInput& in) {
+  if (in.response.empty()) return 0.5;
+  return 1.5 + static_cast<double>(std::count(in.response.begin(), in.response.end(), ','));
+}
+
+//! A reward model scoring sequence i with 2 * (i + 1).
+struct EvenModel {
+  [[nodiscard]] at::Tensor score(const verl::TokenBatch& batch) const {
+    return torch::arange(1, batch.batch_size() + 1, torch::kFloat) * 2;  // (B,)
+  }
+};
+
+//! Three responses of length 3, 4 and 0 in R = 4 columns.
+struct Fixture {
+  torch::Tensor responses = torch::tensor({5, 6, 7, 0, 1, 2, 3, 4, 0, 0, 0, 0}, torch::kLong).view({3, 4});  // (B,R)
+  torch::Tensor mask = torch::tensor({1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0, 0}, torch::kLong).view({3, 4});      // (B,R)
+  std::vector<verl::ItemInfo> items{{"p0", "src_a", "0", {}}, {"p1", "src_b", "1", {}}, {"p2", "src_a", "2", {}}};
+  [[nodiscard]] RewardBatch batch() const { return RewardBatch{responses, mask, items, std::nullopt}; }
+  [[nodiscard]] verl::TokenBatch sequences() const {
+    const auto ids = torch::cat({torch::ones({3, 2}, torch::kLong), responses}, 1);  // (B,T)
+    const auto attn = torch::cat({torch::ones({3, 2}, torch::kLong), mask}, 1);      // (B,T)
+    return verl::TokenBatch{ids, attn, attn.cumsum(1) - 1, 4};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("RewardManager decodes the valid tokens and places the score on the last one", "[rewards][manager]") {
+  const Fixture f;
+  const CommaTokenizer tok;
+  RewardManager manager(&token_count_plus_half, tok);
+  const auto res = manager(f.batch());
+  CHECK(res.responses == std::vector<std::string>{"5,6,7", "1,2,3,4", ""});
+  CHECK(res.scores == std::vector<double>{3.5, 4.5, 0.5});
+  // Row 0: L = 3 -> column 2. Row 1: L = 4 -> column 3. Row 2: empty, verl's reward_tensor[i, -1] -> column 3.
+  const auto want = torch::tensor({0.f, 0.f, 3.5f, 0.f, 0.f, 0.f, 0.f, 4.5f, 0.f, 0.f, 0.f, 0.5f}).view({3, 4});
+  CHECK(res.token_level_scores.scalar_type() == torch::kFloat);
+  CHECK(torch::equal(res.token_level_scores, want));
+  CHECK(res.reward_extra_info.empty());  // a bare score, like a float from verl's compute_score
+  CHECK(res.metrics.empty());
+
+  // Scores are rounded to float32 as verl's float32 reward tensor rounds them; the doubles are kept.
+  RewardManager tenth([](const verl::RewardInput&) { return 0.1; }, tok);
+  const auto t = tenth(f.batch());
+  CHECK(t.scores[0] == 0.1);
+  CHECK(t.token_level_scores[0][2].item<float>() == 0.1f);
+
+  // A bool mask and the free function give the same.
+  auto by_ref_rule = &token_count_plus_half;
+  const auto again = verl::rewards::compute_rewards(by_ref_rule, RewardBatch{f.responses, f.mask.to(torch::kBool),
+                                                                             f.items, std::nullopt}, tok);
+  CHECK(torch::equal(again.token_level_scores, want));
+}
+
+TEST_CASE("place_at_last_valid_token places reward model scores like rule scores", "[rewards][manager]") {
+  const Fixture f;
+  RewardManager manager{EvenModel{}};  // no tokenizer: a reward model needs none
+  auto batch = f.batch();
+  batch.sequences = f.sequences();
+  const auto res = manager(batch);
+  const auto want = torch::tensor({0.f, 0.f, 2.f, 0.f, 0.f, 0.f, 0.f, 4.f, 0.f, 0.f, 0.f, 6.f}).view({3, 4});
+  CHECK(torch::equal(res.token_level_scores, want));
+  CHECK(res.responses.empty());
+  CHECK_THAT(verl::test::error_of<verl::ShapeError>([&] {
+               (void)verl::rewards::place_at_last_valid_token(torch::zeros({2}), f.mask);
+             }),
+             Catch::Contains("`scores` has shape [2], expected (3,)"));
+  CHECK_THAT(verl::test::error_of<verl::ShapeError>([&] {
+               (void)verl::rewards::place_at_last_valid_token(torch::zeros({3}), torch::zeros({3, 0}));
+             }),
+             Catch::Contains("no columns"));
+  CHECK_THAT(verl::test::error_of<verl::ConfigError>([&] { (void)manager(f.batch()); }),
+             Catch::Contains("batch has no `sequences`"));
+  struct BadModel {
+    [[nodiscard]] at::Tensor score(const verl::TokenBatch&) const { return torch::zeros({3, 1}); }
+  };
+  RewardManager bad{BadModel{}};
+  CHECK_THAT(verl::test::error_of<verl::ShapeError>([&] { (void)bad(batch); }),
+             Catch::Contains("returned scores of shape [3, 1], expected (3,)"));
+}
+
+TEST_CASE("RewardManager reports extra values per item and checks they line up", "[rewards][manager]") {
+  const Fixture f;
+  const CommaTokenizer tok;
+  RewardManager manager(
+      [](const verl::RewardInput& in) {
+        const double acc = in.ground_truth == "1" ? 1.0 : 0.0;
+        return verl::RewardOutput(2.0 * acc, {{"acc", acc}});
+      },
+      tok);
+  const auto res = manager(f.batch());
+  CHECK(res.reward_extra_info.at("acc") == std::vector<double>{0.0, 1.0, 0.0});
+  CHECK(res.reward_extra_info.at("score") == std::vector<double>{0.0, 2.0, 0.0});  // verl: the dict's "score"
+  CHECK(res.metrics.at("reward/acc/mean") == 1.0 / 3.0);
+  CHECK(res.metrics.at("reward/score/mean") == 2.0 / 3.0);
+
+  RewardManager ragged(
+      [](const verl::RewardInput& in) {
+        if (in.ground_truth == "2") return verl::RewardOutput(1.0);
+        return verl::RewardOutput(1.0, {{"acc", 1.0}});
+      },
+      tok);
+  CHECK_THAT(verl::test::error_of<verl::InputError>([&] { (void)ragged(f.batch()); }),
+             Catch::Contains("item 2 of 3 (data_source \"src_a\") reports no extra key \"acc\""));
+
+  RewardManager nan([](const verl::RewardInput& in) { return in.ground_truth == "1" ? std::nan("") : 1.0; }, tok);
+  CHECK_THAT(verl::test::error_of<verl::InputError>([&] { (void)nan(f.batch()); }),
+             Catch::Contains("non-finite score nan for item 1 of 3 (data_source \"src_b\")"));
+  nan.options().check_finite = false;
+  CHECK(std::isnan(nan(f.batch()).scores[1]));
+}
+
+TEST_CASE("RewardManager: an error of the rule names the item; missing inputs are named", "[rewards][manager]") {
+  const Fixture f;
+  const CommaTokenizer tok;
+  for (const std::size_t threads : {std::size_t{1}, std::size_t{3}}) {
+    INFO("threads: " << threads);
+    RewardManager manager(
+        [](const verl::RewardInput& in) -> double {
+          if (in.ground_truth != "0") throw std::runtime_error("verifier failed on " + std::string(in.ground_truth));
+          return 1.0;
+        },
+        tok, RewardManagerOptions{.num_threads = threads});
+    try {
+      (void)manager(f.batch());
+      FAIL("no exception");
+    } catch (const verl::Error& e) {
+      // Items 1 and 2 both throw: the smallest index is reported, whatever the number of threads.
+      CHECK_THAT(e.what(), Catch::Contains("the reward function threw on item 1 of 3 (data_source \"src_b\"): "
+                                           "verifier failed on 1"));
+      const auto* nested = dynamic_cast<const std::nested_exception*>(&e);
+      REQUIRE(nested != nullptr);
+      CHECK_THROWS_AS(nested->rethrow_nested(), std::runtime_error);
+    }
+  }
+  RewardManager unknown(verl::rewards::DefaultComputeScore{}, tok);
+  CHECK_THAT(verl::test::error_of<verl::Error>([&] { (void)unknown(f.batch()); }),
+             Catch::Contains("item 0 of 3 (data_source \"src_a\"): verl::rewards::default_compute_score: no reward "
+                             "rule for data_source \"src_a\""));
+  RewardManager no_tok(&token_count_plus_half);
+  CHECK_THAT(verl::test::error_of<verl::ConfigError>([&] { (void)no_tok(f.batch()); }),
+             Catch::Contains("no tokenizer"));
+  RewardManager no_items(&token_count_plus_half, tok);
+  CHECK_THAT(verl::test::error_of<verl::ShapeError>(
+                 [&] { (void)no_items(RewardBatch{f.responses, f.mask, {}, std::nullopt}); }),
+             Catch::Contains("the batch has 0 items, expected one per response (3)"));
+  CHECK_THAT(verl::test::error_of<verl::ShapeError>(
+                 [&] { (void)no_items(RewardBatch{f.responses, f.mask.slice(1, 0, 3), f.items, std::nullopt}); }),
+             Catch::Contains("`response_mask` has shape [3, 3], expected [3, 4]"));
+}
+
+TEST_CASE("RewardManager scores verl's datasets with default_compute_score", "[rewards][manager]") {
+  // A tokenizer whose ids are bytes: the responses are "#### 72" and "\boxed{1/2}".
+  struct ByteTokenizer {
+    [[nodiscard]] std::string decode(const std::vector<std::int64_t>& ids) const {
+      return std::string(ids.begin(), ids.end());
+    }
+  };
+  const std::string a = "#### 72", b = "\\boxed{1/2}";
+  auto responses = torch::zeros({2, 12}, torch::kLong);  // (B,R)
+  auto mask = torch::zeros({2, 12}, torch::kLong);       // (B,R)
+  for (std::size_t i = 0; i < a.size(); ++i) responses[0][static_cast<std::int64_t>(i)] = a[i], mask[0][i] = 1;
+  for (std::size_t i = 0; i < b.size(); ++i) responses[1][static_cast<std::int64_t>(i)] = b[i], mask[1][i] = 1;
+  const std::vector<verl::ItemInfo> items{{"q", "openai/gsm8k", "72", {}}, {"q", "lighteval/MATH", "\\frac12", {}}};
+  RewardManager manager(verl::rewards::DefaultComputeScore{}, ByteTokenizer{});
+  const auto res = manager(RewardBatch{responses, mask, items, std::nullopt});
+  CHECK(res.responses == std::vector<std::string>{a, b});
+  CHECK(res.token_level_scores[0][6].item<float>() == 1.0f);   // L = 7
+  CHECK(res.token_level_scores[1][10].item<float>() == 1.0f);  // L = 11
+  CHECK(res.token_level_scores.sum().item<float>() == 2.0f);
+}
+
+TEST_CASE("combine: weighted terms, each term's score reported, rules and models mixed", "[rewards][combine]") {
+  using verl::rewards::combine;
+  using verl::rewards::weighted;
+  const Fixture f;
+  const CommaTokenizer tok;
+  auto format = [](const verl::RewardInput& in) { return in.response.empty() ? 0.0 : 1.0; };
+  auto length = [](const verl::RewardInput& in) {
+    return verl::RewardOutput(static_cast<double>(in.response.size()), {{"chars", static_cast<double>(in.response.size())}});
+  };
+  auto rules = combine(weighted(format, 0.7, "format"), weighted(length, 0.3));
+  STATIC_REQUIRE(verl::RewardFunction<decltype(rules)>);
+  const nlohmann::json none;
+  const auto one = rules(verl::RewardInput{"src", "", "1,2", "", none});
+  // 0.7 * 1 + 0.3 * 3 (the response "1,2" has 3 characters), in term order.
+  CHECK(one.score == 0.7 * 1.0 + 0.3 * 3.0);
+  CHECK(one.extra == std::map<std::string, double, std::less<>>{{"format", 1.0}, {"term1", 3.0}, {"term1/chars", 3.0}});
+
+  EvenModel model;
+  auto mixed = combine(weighted(format, 0.5, "format"), weighted(verl::rewards::by_ref(model), -0.25, "rm"));
+  STATIC_REQUIRE_FALSE(verl::RewardFunction<decltype(mixed)>);
+  STATIC_REQUIRE(verl::rewards::ManagedReward<decltype(mixed)>);
+  RewardManager manager(std::move(mixed), tok);
+  auto batch = f.batch();
+  batch.sequences = f.sequences();
+  const auto res = manager(batch);
+  // Rows: format 1, 1, 0 (row 2 is empty); the model gives 2, 4, 6. 0.5*format - 0.25*model:
+  CHECK(res.scores == std::vector<double>{0.5 - 0.5, 0.5 - 1.0, 0.0 - 1.5});
+  CHECK(res.reward_extra_info.at("format") == std::vector<double>{1.0, 1.0, 0.0});
+  CHECK(res.reward_extra_info.at("rm") == std::vector<double>{2.0, 4.0, 6.0});
+  CHECK(res.metrics.at("reward/rm/mean") == 4.0);
+  CHECK(res.metrics.at("reward/format/mean") == 2.0 / 3.0);
+  CHECK(res.token_level_scores[2][3].item<float>() == -1.5f);
+
+  // Errors name the term.
+  auto failing = combine(weighted(format, 1.0, "format"),
+                         weighted([](const verl::RewardInput&) -> double { throw std::runtime_error("boom"); }, 1.0,
+                                  "judge"));
+  RewardManager fm(std::move(failing), tok);
+  CHECK_THAT(verl::test::error_of<verl::Error>([&] { (void)fm(f.batch()); }),
+             Catch::Contains("the reward function (term \"judge\") threw on item 0 of 3 (data_source \"src_a\"): boom"));
+  CHECK_THAT(verl::test::error_of<verl::ConfigError>([&] { (void)combine(weighted(format, 1.0, "x"), weighted(format, 1.0, "x")); }),
+             Catch::Contains("term 1 is named \"x\" like an earlier term"));
+  CHECK_THAT(verl::test::error_of<verl::ConfigError>([&] { (void)combine(weighted(format, std::nan(""))); }),
+             Catch::Contains("term 0 (\"term0\") has weight nan, expected a finite number"));
+}
+
+TEST_CASE("RewardManager with threads: rules run concurrently, results in item order", "[rewards][manager]") {
+  constexpr std::int64_t n = 24;
+  const auto responses = torch::arange(n, torch::kLong).view({n, 1});  // (B,R): item i's only token is i
+  const auto mask = torch::ones({n, 1}, torch::kLong);                 // (B,R)
+  std::vector<verl::ItemInfo> items(n, verl::ItemInfo{"", "src", "", {}});
+  std::atomic<int> running{0}, most{0};
+  auto slow = [&](const verl::RewardInput& in) {
+    const int now = ++running;
+    int seen = most.load();
+    while (now > seen && !most.compare_exchange_weak(seen, now)) {}
+    // Wait (bounded) until another call overlaps this one, so concurrency shows without a timing assumption.
+    for (int spin = 0; spin < 200 && most.load() < 2; ++spin) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    --running;
+    return std::stod(std::string(in.response)) * 10.0;
+  };
+  const CommaTokenizer tok;
+  RewardManager parallel(verl::rewards::by_ref(slow), tok, RewardManagerOptions{.num_threads = 4});
+  const auto res = parallel(RewardBatch{responses, mask, items, std::nullopt});
+  CHECK(most.load() >= 2);
+  for (std::int64_t i = 0; i < n; ++i) {
+    CHECK(res.responses[static_cast<std::size_t>(i)] == std::to_string(i));
+    CHECK(res.scores[static_cast<std::size_t>(i)] == 10.0 * static_cast<double>(i));
+  }
+  most = 0;
+  RewardManager serial(verl::rewards::by_ref(slow), tok);
+  const auto one = serial(RewardBatch{responses, mask, items, std::nullopt});
+  CHECK(most.load() == 1);
+  CHECK(one.scores == res.scores);
+  CHECK(torch::equal(one.token_level_scores, res.token_level_scores));
 }
