@@ -49,8 +49,8 @@ const verl::test::GoldenCase& golden_case(const std::string& name) {
 
 double json_value(const nlohmann::json& v) { return verl::test::detail::golden_number(v); }
 
-//! Same keys; every value within rel 1e-6 (NaN matching NaN).
-void check_metrics(const MetricMap& got, const nlohmann::json& want) {
+//! Same keys; every value within `rel` (NaN matching NaN); rel = 0: bit for bit.
+void check_metrics(const MetricMap& got, const nlohmann::json& want, double rel = 1e-6) {
   std::vector<std::string> want_keys;
   for (const auto& [k, v] : want.items()) want_keys.push_back(k);
   std::vector<std::string> got_keys;
@@ -63,7 +63,8 @@ void check_metrics(const MetricMap& got, const nlohmann::json& want) {
     REQUIRE(it != got.end());
     const double w = json_value(v);
     if (std::isnan(w)) CHECK(std::isnan(it->second));
-    else CHECK(it->second == Approx(w).epsilon(1e-6).margin(1e-12));
+    else if (rel == 0) CHECK(it->second == w);
+    else CHECK(it->second == Approx(w).epsilon(rel).margin(1e-12));
   }
 }
 
@@ -302,8 +303,8 @@ TEST_CASE("compute_data_metrics matches verl 0.7.1 on random batches", "[trainer
                          .attention_mask = c.input("attention_mask")};
     const bool critic = c.config["use_critic"].get<bool>();
     if (critic) in.values = c.input("values");
-    check_metrics(compute_data_metrics(in), c.config["metrics"]);
-    check_metrics(compute_data_metrics(in, critic), c.config["metrics"]);
+    check_metrics(compute_data_metrics(in), c.config["metrics"], 0);
+    check_metrics(compute_data_metrics(in, critic), c.config["metrics"], 0);
   }
   CHECK(n == 5);
 }
@@ -352,9 +353,9 @@ TEST_CASE("timing and throughput metrics match verl 0.7.1", "[trainer][metrics][
     for (const auto& [k, v] : c.config["timing_raw"].items()) raw[k] = v.get<double>();
     const auto& amask = c.input("attention_mask");
     const auto width = c.config["response_width"].get<std::int64_t>();
-    check_metrics(compute_timing_metrics(raw, token_counts(amask, width)), c.config["timing_metrics"]);
+    check_metrics(compute_timing_metrics(raw, token_counts(amask, width)), c.config["timing_metrics"], 0);
     check_metrics(compute_throughout_metrics(raw, global_token_num(amask), c.config["n_gpus"].get<std::int64_t>()),
-                  c.config["throughput_metrics"]);
+                  c.config["throughput_metrics"], 0);
   }
   CHECK(n == 5);
   const std::map<std::string, double> no_step{{"gen", 1.0}};
@@ -378,7 +379,7 @@ TEST_CASE("validation metrics per data source match verl 0.7.1 (mean@n, std@n)",
           k.find("/maj@") == std::string::npos)
         want[k] = v;
     CHECK(want.size() == (std::string(name) == "validation/reward_only" ? 7u : 14u));
-    check_metrics(validation_metrics(sources, uids, infos), want);
+    check_metrics(validation_metrics(sources, uids, infos), want, 1e-12);  // numpy's pairwise sums: last-bit
   }
   CHECK_THAT(error_of<verl::InputError>([] { (void)validation_metrics({"a", "b"}, {"u", "u"}, {{"reward", {1.0}}}); }),
              Catch::Contains("variable `reward` has 1 values for 2 samples"));
