@@ -744,6 +744,9 @@ class Reader {
       if (leaf_of(k) == key && k != full && std::find(suggestions.begin(), suggestions.end(), k) == suggestions.end())
         suggestions.push_back(k);
     std::string msg = "verl::config: unknown key `" + full + "` (" + sources_.where(full) + ")";
+    if (full == "defaults")
+      throw ConfigError(msg + "; Hydra `defaults` lists (config composition) are not supported: use a flat file (like "
+                              "verl's _generated_ppo_trainer.yaml), or pass several files to verl::config::load, merged in order");
     if (!suggestions.empty()) {
       msg += "; did you mean ";
       for (std::size_t i = 0; i < suggestions.size() && i < 4; ++i)

@@ -358,6 +358,18 @@ TEST_CASE("schema: reading, defaults, interpolated defaults, printing", "[config
   CHECK(load_text<Outer>("inner: null\n", "o.yaml").config.inner.count == 3);
 }
 
+TEST_CASE("schema: several files merge in order, mappings key by key", "[config][schema]") {
+  const std::vector<YamlDocument> docs = {parse_yaml("rate: 1.0\ninner:\n  count: 1\n  name: base\nsizes: [1, 2, 3]\n", "base.yaml"),
+                                          parse_yaml("inner:\n  count: 2\nsizes: [9]\n", "exp.yaml")};
+  const auto l = load<Outer>(docs);
+  CHECK(l.config.rate == 1.0);
+  CHECK(l.config.inner.count == 2);
+  CHECK(l.config.inner.name == "base");
+  CHECK(l.config.sizes == std::vector<std::int64_t>{9});  // sequences replace, as in OmegaConf.merge
+  const std::vector<YamlDocument> bad = {parse_yaml("inner:\n  count: 1\n", "base.yaml"), parse_yaml("\n\ninner:\n  count: x\n", "exp.yaml")};
+  CHECK_THAT(error_of([&] { (void)load<Outer>(bad); }), Contains("`inner.count` (exp.yaml:4): expected an integer"));
+}
+
 TEST_CASE("schema: overrides", "[config][schema]") {
   const std::vector<std::string> ov = {"inner.count=5", "sizes=[7]", "maybe=null", "rate=1e-3", "inner.name='a b'",
                                        "extra.new={x: 1}"};
@@ -401,6 +413,7 @@ TEST_CASE("schema: type errors name the key, where it was set, the expected type
   // Unknown keys: siblings within distance, else the same leaf elsewhere, else the list of keys.
   CHECK_THAT(err("inner:\n  cont: 1\n"), Contains("unknown key `inner.cont` (o.yaml:2); did you mean `inner.count`?"));
   CHECK_THAT(err("count: 1\n"), Contains("unknown key `count` (o.yaml:1); did you mean `inner.count`?"));
+  CHECK_THAT(err("defaults:\n  - ppo_trainer\n"), Contains("unknown key `defaults` (o.yaml:1); Hydra `defaults` lists"));
   CHECK_THAT(err("zzz: 1\n"), Contains("unknown key `zzz` (o.yaml:1); the keys of the top level are: flag, rate, sizes"));
   // Validation hooks name the full key.
   CHECK_THAT(err("inner:\n  count: -2\n"), Contains("`inner.count` (o.yaml:2): must be >= 0, got -2"));
