@@ -435,7 +435,7 @@ TEST_CASE("progress line matches tqdm's format_meter", "[trainer][metrics][golde
   CHECK(format_postfix({{"loss", 0.25}, {"kl", 1e-5}}) == "kl=1e-5, loss=0.25");
 }
 
-TEST_CASE("progress bar draws with \\r, throttles, ends with a newline, is silent off a terminal",
+TEST_CASE("progress bar redraws in place, throttles, ends with a newline, is silent off a terminal",
           "[trainer][metrics]") {
   verl::test::TempDir dir("progress");
   const auto path = dir.path / "bar.txt";
@@ -466,6 +466,21 @@ TEST_CASE("progress bar draws with \\r, throttles, ends with a newline, is silen
         std::string::npos);
   CHECK(out.find(", reward=0.5]") != std::string::npos);
   CHECK(out.starts_with("\rrollout:   0%|          | 0/1000 [00:00<?, ?it/s]"));
+
+  // Without throttling every advance redraws: start + 5 advances + close = 7 lines, the last one full.
+  const auto every_path = dir.path / "every.txt";
+  std::FILE* e = std::fopen(every_path.c_str(), "w");
+  REQUIRE(e != nullptr);
+  {
+    ProgressBar every({.desc = "u", .total = 5, .min_interval_s = 0, .show = ProgressBarOptions::Show::always,
+                       .stream = e, .ascii = true});
+    for (int i = 0; i < 5; ++i) every.advance();
+  }
+  std::fclose(e);
+  const auto every_out = read_file(every_path);
+  CHECK(std::count(every_out.begin(), every_out.end(), '\r') == 7);
+  CHECK(every_out.find("\ru:  40%|####      | 2/5 [") != std::string::npos);
+  CHECK(every_out.find("\ru: 100%|##########| 5/5 [") != std::string::npos);
 
   // A file is not a terminal: the default bar stays silent.
   const auto quiet_path = dir.path / "quiet.txt";
