@@ -12,7 +12,7 @@
 //!        .rng("sampler", sampler_engine)                                       // a std::mt19937_64
 //!        .data_position([&] { return data.state(); }, [&](const json& s) { data.load_state(s); })
 //!        .config_text(effective_config_yaml);
-//!   verl::trainer::CheckpointManager ckpt(root, {.keep_last_n = 3});
+//!   verl::trainer::CheckpointManager ckpt(root, /*keep_last_n=*/3);  // or CheckpointOptions
 //!   if (auto last = ckpt.resume()) {                 // latest complete checkpoint, checksums verified
 //!     actor_reload(last->model_dir("actor"));        // or a model(name, save, load) loader does it
 //!     last->restore(parts);                          // optimizers, schedulers, RNGs, data position, states
@@ -557,7 +557,11 @@ class Checkpoint {
 class CheckpointManager {
  public:
   CheckpointManager(std::filesystem::path root, int keep_last_n)
-      : CheckpointManager(std::move(root), CheckpointOptions{.keep_last_n = keep_last_n}) {}
+      : CheckpointManager(std::move(root), [&] {
+          CheckpointOptions o;
+          o.keep_last_n = keep_last_n;
+          return o;
+        }()) {}
   CheckpointManager(std::filesystem::path root, CheckpointOptions options)
       : root_(std::move(root)), options_(std::move(options)) {
     verl::detail::check<ConfigError>(!root_.empty(), "verl::trainer::CheckpointManager: the root directory is empty");

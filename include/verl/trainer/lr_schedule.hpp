@@ -11,13 +11,15 @@
 //! - LambdaLR's step counting: constructing the scheduler sets lr = base_lr * multiplier(0) (so with a
 //!   warm-up the first update runs at lr 0, as in verl); each step() then advances by one. verl calls
 //!   `lr_scheduler.step()` once after each optimizer update of a training step, and so should the trainer.
-//! - num_warmup_steps from verl's optim config: lr_warmup_steps when >= 0, otherwise
-//!   int(lr_warmup_steps_ratio * total_training_steps) (verl/workers/fsdp_workers.py, the worker
-//!   `use_legacy_worker_impl: auto` selects; the newer engine also delegates when lr_warmup_steps is 0).
+//! - num_warmup_steps from verl's optim config: lr_warmup_steps when > 0; null, 0 or negative delegate to
+//!   int(lr_warmup_steps_ratio * total_training_steps), as verl documents it (trainer/config/actor/actor.yaml)
+//!   and its FSDP engine does it (workers/engine/fsdp/transformer_impl.py). verl's legacy
+//!   workers/fsdp_workers.py delegates only for negative values; the two differ only for lr_warmup_steps = 0
+//!   with a ratio > 0.
 //!
 //! Typical use in a trainer:
 //! \code
-//!   torch::optim::AdamW opt(lm->parameters(), torch::optim::AdamWOptions(1e-6));
+//!   torch::optim::AdamW opt(lm->parameters(), torch::optim::AdamWOptions(1e-6).weight_decay(0.01));
 //!   verl::trainer::LRScheduler sched(opt, verl::trainer::LRScheduleConfig::from_verl_optim(
 //!       "cosine", /*lr_warmup_steps=*/-1, /*lr_warmup_steps_ratio=*/0.1, /*total_training_steps=*/100));
 //!   for (...) { loss.backward(); opt.step(); sched.step(); }
@@ -34,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <numbers>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,16 +56,18 @@ struct LRScheduleConfig {
   bool zero_indexed_step = true;         //!< cosine: false counts steps from 1 (torchtitan's convention)
   double stable_ratio = 0.9;             //!< wsd: fraction of the post-warm-up steps held at the base lr
 
-  //! verl's rule for the warm-up length: `lr_warmup_steps` when >= 0, else
+  //! verl's rule for the warm-up length: `lr_warmup_steps` when set and > 0, else
   //! int(lr_warmup_steps_ratio * total_training_steps) (truncated towards zero, as Python's int()).
-  [[nodiscard]] static std::int64_t resolve_warmup_steps(std::int64_t lr_warmup_steps, double lr_warmup_steps_ratio,
+  [[nodiscard]] static std::int64_t resolve_warmup_steps(std::optional<std::int64_t> lr_warmup_steps,
+                                                         double lr_warmup_steps_ratio,
                                                          std::int64_t total_training_steps) {
-    if (lr_warmup_steps >= 0) return lr_warmup_steps;
+    if (lr_warmup_steps && *lr_warmup_steps > 0) return *lr_warmup_steps;
     return static_cast<std::int64_t>(lr_warmup_steps_ratio * static_cast<double>(total_training_steps));
   }
 
   //! The schedule verl builds from an actor's or critic's `optim` section (keys of the same names).
-  [[nodiscard]] static LRScheduleConfig from_verl_optim(std::string lr_scheduler_type, std::int64_t lr_warmup_steps,
+  [[nodiscard]] static LRScheduleConfig from_verl_optim(std::string lr_scheduler_type,
+                                                        std::optional<std::int64_t> lr_warmup_steps,
                                                         double lr_warmup_steps_ratio,
                                                         std::int64_t total_training_steps, double min_lr_ratio = 0.0,
                                                         double num_cycles = 0.5, bool zero_indexed_step = true) {

@@ -5,8 +5,10 @@ Runs verl 0.7.1's own schedule builders (verl/utils/torch_functional.py: get_con
 get_cosine_schedule_with_warmup, get_wsd_schedule_with_warmup) and transformers' get_linear_schedule_with_warmup
 on a real torch.optim.AdamW with two param groups (base lrs 3e-4 and 1.0), and records, for LambdaLR epochs
 0..steps-1, the multiplier (the schedule's lambda) and get_last_lr() of both groups, stepping the scheduler
-once per epoch as verl's actor does after each update. The warm-up length of the "verl_optim/*" cases is
-computed with verl's rule from fsdp_workers.py (lr_warmup_steps if >= 0 else int(ratio * total)).
+once per epoch as verl's actor does after each update. The warm-up length of the "verl_optim/*" cases follows
+verl's documented rule (trainer/config/actor/actor.yaml: "None, 0 or Negative values mean delegating to
+lr_warmup_steps_ratio"), as verl/workers/engine/fsdp/transformer_impl.py _build_lr_scheduler implements it:
+lr_warmup_steps if > 0 else int(ratio * total). (The legacy fsdp_workers.py delegates only for < 0.)
 
 Regenerate (verl 0.7.1 installed --no-deps next to torch and transformers in a scratch venv):
 
@@ -33,10 +35,10 @@ from golden_io import case, write_golden  # noqa: E402
 BASE_LRS = (3e-4, 1.0)
 
 
-def warmup_steps_verl(lr_warmup_steps: int, ratio: float, total: int) -> int:
-    # verl/workers/fsdp_workers.py (_build_model_optimizer / _build_critic_model_optimizer)
-    n = int(lr_warmup_steps)
-    if n < 0:
+def warmup_steps_verl(lr_warmup_steps, ratio: float, total: int) -> int:
+    # verl/workers/engine/fsdp/transformer_impl.py FSDPEngine._build_lr_scheduler (None handled as the doc says)
+    n = lr_warmup_steps
+    if n is None or n <= 0:
         n = int(ratio * total)
     return n
 
@@ -89,7 +91,8 @@ def main() -> None:
                          {"lr_scheduler_type": "linear", "num_warmup_steps": warm, "num_training_steps": total}))
     # verl's optim config -> warm-up length -> schedule, as the actor/critic workers do it.
     for sched_type, steps_cfg, ratio, total in (("cosine", -1, 0.1, 25), ("constant", -1, 0.3, 10),
-                                               ("cosine", 2, 0.5, 10), ("constant", 0, 0.5, 10)):
+                                               ("cosine", 2, 0.5, 10), ("constant", 0, 0.5, 10),
+                                               ("cosine", None, 0.25, 9)):
         warm = warmup_steps_verl(steps_cfg, ratio, total)
         if sched_type == "cosine":
             build = lambda o, w=warm, n=total: get_cosine_schedule_with_warmup(o, w, n, min_lr_ratio=0.0, num_cycles=0.5)

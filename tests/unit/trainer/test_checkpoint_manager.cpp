@@ -203,14 +203,16 @@ TEST_CASE("sha256 matches the FIPS 180-4 / NIST examples", "[trainer][checkpoint
 
 TEST_CASE("LR schedules equal verl 0.7.1's and transformers' LambdaLR bit for bit", "[trainer][lr_schedule]") {
   const auto file = verl::test::load_golden("trainer/lr_schedules.json");
-  REQUIRE(file.cases.size() == 20);
+  REQUIRE(file.cases.size() == 21);
   for (const auto& c : file.cases) {
     INFO(c.name);
     const auto& j = c.config;
     LRScheduleConfig cfg;
     if (c.name.rfind("verl_optim/", 0) == 0) {
-      cfg = LRScheduleConfig::from_verl_optim(j["lr_scheduler_type"], j["lr_warmup_steps"], j["lr_warmup_steps_ratio"],
-                                              j["total_training_steps"]);
+      const auto& w = j["lr_warmup_steps"];
+      cfg = LRScheduleConfig::from_verl_optim(j["lr_scheduler_type"],
+                                              w.is_null() ? std::nullopt : std::optional<std::int64_t>(w.get<std::int64_t>()),
+                                              j["lr_warmup_steps_ratio"], j["total_training_steps"]);
       CHECK(cfg.num_warmup_steps == j["resolved_num_warmup_steps"].get<std::int64_t>());
     } else {
       cfg.lr_scheduler_type = j["lr_scheduler_type"];
@@ -280,9 +282,10 @@ TEST_CASE("LRScheduler state round trip and config errors", "[trainer][lr_schedu
   bad = cosine_config();
   bad.min_lr_ratio = 1.5;
   CHECK(error_of<verl::ConfigError>([&] { LRScheduler x(opt, bad); }).find("min_lr_ratio") != std::string::npos);
-  // verl's warm-up rule: a non-negative lr_warmup_steps wins; negative delegates to the ratio (truncated).
+  // verl's warm-up rule: a positive lr_warmup_steps wins; null, 0 or negative delegate to the ratio (truncated).
   CHECK(LRScheduleConfig::resolve_warmup_steps(3, 0.5, 100) == 3);
-  CHECK(LRScheduleConfig::resolve_warmup_steps(0, 0.5, 100) == 0);
+  CHECK(LRScheduleConfig::resolve_warmup_steps(0, 0.5, 100) == 50);
+  CHECK(LRScheduleConfig::resolve_warmup_steps(std::nullopt, 0.5, 100) == 50);
   CHECK(LRScheduleConfig::resolve_warmup_steps(-1, 0.15, 33) == 4);  // int(4.95)
 }
 
