@@ -109,7 +109,7 @@ struct RewardManagerOptions {
   auto out = at::zeros({b, r}, valid_mask.options().dtype(at::kFloat));  // (B,R)
   if (b == 0) return out;
   const auto length = valid_mask.ne(0).sum(1);                                  // (B,)
-  const auto column = (length - 1 + r).remainder(r);                           // (B,) L-1, or R-1 for L = 0
+  const auto column = length.add(r - 1).remainder(r);                          // (B,) L-1, or R-1 for L = 0
   out.scatter_(1, column.unsqueeze(1), scores.to(out.options()).unsqueeze(1));  // (B,R)
   return out;
 }
