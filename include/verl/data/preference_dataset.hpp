@@ -251,7 +251,7 @@ inline ScoringLayout scoring_layout(std::span<const TokenizedSequence* const> ro
   ScoringLayout out;
   out.batch.input_ids = long_tensor(ids, b, t);        // (B,T)
   out.batch.attention_mask = long_tensor(attn, b, t);  // (B,T)
-  out.batch.position_ids = position_ids_from_mask(out.batch.attention_mask);  // (B,T)
+  out.batch.position_ids = position_tensor(attn, b, t);  // (B,T)
   out.batch.response_length = r;
   out.mask = long_tensor(mask, b, r);  // (B,R)
   return out;
@@ -600,7 +600,7 @@ class SFTDataset {
     SFTBatch batch;
     batch.input_ids = detail::long_tensor(ids, b, tl);        // (B,T)
     batch.attention_mask = detail::long_tensor(attn, b, tl);  // (B,T)
-    batch.position_ids = position_ids_from_mask(batch.attention_mask);  // (B,T)
+    batch.position_ids = detail::position_tensor(attn, b, tl);  // (B,T)
     batch.loss_mask = detail::long_tensor(loss, b, tl);       // (B,T)
     return batch;
   }

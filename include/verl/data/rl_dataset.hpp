@@ -120,7 +120,7 @@ inline Prompts left_pad(const std::vector<const std::vector<std::int64_t>*>& row
   Prompts p;
   p.input_ids = long_tensor(ids, b, length);        // (B,P)
   p.attention_mask = long_tensor(mask, b, length);  // (B,P)
-  p.position_ids = position_ids_from_mask(p.attention_mask);  // (B,P)
+  p.position_ids = position_tensor(mask, b, length);  // (B,P)
   return p;
 }
 

@@ -13,6 +13,7 @@
 #include "verl/data/jsonl.hpp"
 #include "verl/data/preference_dataset.hpp"
 #include "verl/data/rl_dataset.hpp"
+#include "verl/tokenizers/batch_encode.hpp"
 #include "verl/tokenizers/hf_tokenizer.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -250,6 +251,7 @@ TEST_CASE("RLDataset::collate: verl's left-padded prompt layout", "[data][rl]") 
   CHECK(row_of(b.prompts.position_ids, 0) == Ids{0, 0, 0});
   CHECK(row_of(b.prompts.position_ids, 1) == Ids{0, 1, 2});
   CHECK(b.items.at(0).ground_truth == "g1");
+  CHECK(torch::equal(b.prompts.position_ids, verl::position_ids_from_mask(b.prompts.attention_mask)));
   const auto fixed = data::RLDataset::from_examples(ex, 3, {.max_prompt_length = 4, .pad_to_max_prompt_length = true});
   const std::size_t one[] = {2};
   const auto f = fixed.collate(one);
@@ -414,6 +416,7 @@ TEST_CASE("DPODataset: TRL's tokenize_row, max_length keep_end/keep_start, masks
   CHECK(row_of(batch.chosen_mask, 0) == Ids{1, 1, 1});
   CHECK(row_of(batch.rejected_mask, 0) == Ids{1, 1, 0});
   CHECK(row_of(batch.rejected.position_ids, 0) == Ids{0, 1, 2, 3, 4, 4});
+  CHECK(torch::equal(batch.chosen.position_ids, verl::position_ids_from_mask(batch.chosen.attention_mask)));
 
   // max_length 4: keep_end keeps "c d e eos" (prompt 1 token); keep_start keeps "a b c d" (completion 1 token).
   const auto end = data::DPODataset::load(file, tok, {.max_length = 4});
@@ -505,6 +508,7 @@ TEST_CASE("SFTDataset: prompt/response and multi-turn messages, loss masks, trun
   CHECK(row_of(batch.attention_mask, 0) == Ids{1, 1, 1, 1, 0});
   CHECK(row_of(batch.loss_mask, 1) == Ids{0, 1, 1, 1, 1});  // "x" | "y" "z" "w" eos
   CHECK(row_of(batch.position_ids, 0) == Ids{0, 1, 2, 3, 3});
+  CHECK(torch::equal(batch.position_ids, verl::position_ids_from_mask(batch.attention_mask)));
 
   // Truncation: right keeps the first 3, left the last 3 (position 0 never a target), error names file:line.
   CHECK(data::SFTDataset::load(file, tok, {.max_length = 3, .truncation = data::Truncation::right}).loss_mask(0) == Ids{0, 0, 1});
