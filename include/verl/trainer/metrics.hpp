@@ -34,6 +34,7 @@
 #include <cstring>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
@@ -156,6 +157,36 @@ enum class Reduce {
   if (name.find("max") != std::string_view::npos) return Reduce::max;
   if (name.find("min") != std::string_view::npos) return Reduce::min;
   return Reduce::mean;
+}
+
+//! verl's `reduce_metrics` (verl/utils/metric/utils.py) on lists of values: each list reduced by
+//! reduce_for_name (max / min / mean). Names with an empty list are left out (numpy would give NaN or raise).
+template <class Lists>
+  requires requires(const Lists& m) {
+    { m.begin()->first } -> std::convertible_to<std::string_view>;
+    { *std::begin(m.begin()->second) } -> std::convertible_to<double>;
+  }
+[[nodiscard]] MetricMap reduce_metrics(const Lists& lists) {
+  MetricMap out;
+  for (const auto& [name, values] : lists) {
+    const Reduce op = reduce_for_name(name);
+    double acc = op == Reduce::max ? -std::numeric_limits<double>::infinity()
+                                   : op == Reduce::min ? std::numeric_limits<double>::infinity() : 0.0;
+    std::size_t n = 0;
+    bool nan = false;
+    for (const auto& x : values) {
+      const auto v = static_cast<double>(x);
+      ++n;
+      nan = nan || std::isnan(v);
+      if (op == Reduce::max) acc = v > acc ? v : acc;
+      else if (op == Reduce::min) acc = v < acc ? v : acc;
+      else acc += v;
+    }
+    if (n == 0) continue;
+    if (nan && op != Reduce::mean) acc = std::numeric_limits<double>::quiet_NaN();
+    out.emplace(std::string(name), op == Reduce::mean ? acc / static_cast<double>(n) : acc);
+  }
+  return out;
 }
 
 namespace detail {
@@ -475,6 +506,17 @@ class MetricsRegistry {
     }
   void record(const Map& metrics, Reduce how = Reduce::by_name) {
     for (const auto& [name, value] : metrics) record(std::string_view(name), static_cast<double>(value), how);
+  }
+
+  //! Records lists of values per name (verl's `append_to_dict` dicts, a pipeline StepContext's `metrics`).
+  template <class Lists>
+    requires requires(const Lists& m) {
+      { m.begin()->first } -> std::convertible_to<std::string_view>;
+      { *std::begin(m.begin()->second) } -> std::convertible_to<double>;
+    }
+  void record_lists(const Lists& lists, Reduce how = Reduce::by_name) {
+    for (const auto& [name, values] : lists)
+      for (const auto& v : values) record(std::string_view(name), static_cast<double>(v), how);
   }
 
   //! The step's metrics reduced so far, without committing.

@@ -208,6 +208,14 @@ TEST_CASE("registry reduces a step's values as verl's reduce_metrics and exports
   CHECK(std::isnan(with_nan.at("m/max")));
   CHECK(std::isnan(with_nan.at("loss")));
 
+  // Lists of values per name (verl's append_to_dict, a pipeline StepContext): the same rule.
+  const std::map<std::string, std::vector<double>> lists{
+      {"actor/entropy", {1.0, 2.0}}, {"critic/score/max", {1.0, 5.0}}, {"x/min", {3.0, -1.0}}, {"empty", {}}};
+  const MetricMap reduced{{"actor/entropy", 1.5}, {"critic/score/max", 5.0}, {"x/min", -1.0}};
+  CHECK(reduce_metrics(lists) == reduced);
+  reg.record_lists(lists);
+  CHECK(reg.commit(10) == reduced);
+
   // One reduction per name within a step; discard() drops the step.
   reg.record("x", 1.0);
   CHECK_THAT(error_of([&] { reg.record_sum("x", 1.0); }),
