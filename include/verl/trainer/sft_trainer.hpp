@@ -1,0 +1,174 @@
+#pragma once
+//! \file
+//! verl::trainer::SFTTrainer: supervised fine-tuning over an SFTDataset with verl 0.7.1's SFT loss
+//! (verl/workers/utils/losses.py `sft_loss`, driven by verl/trainer/sft_trainer.py):
+//!
+//!     loss = -sum over the batch's target tokens of log p(token | prefix) / (number of target tokens in the
+//!            whole train batch)
+//!
+//! i.e. a token-mean over the GLOBAL batch (verl's `batch_num_tokens`), not a mean of per-micro-batch means.
+//! Each micro-batch adds its summed NLL divided by that global count, so the accumulated gradient and the loss
+//! are the same whatever micro_batch_size_per_gpu is. (TRL's SFTTrainer also normalises by the number of
+//! target tokens in the accumulated batch, transformers' num_items_in_batch, so it agrees.)
+//!
+//!     verl::trainer::SFTOptions o;                                   // verl's data./optim. names
+//!     o.micro_batch_size_per_gpu = 4;
+//!     verl::trainer::SFTTrainer<verl::models::Actor> trainer(actor, o);
+//!     auto metrics = trainer.step(sft_batch);   // {"train/loss", "train/grad_norm", "train/lr", ...}
+//!
+//! Targets are the tokens with loss_mask 1 (SFTBatch: response / assistant tokens; never position 0). The
+//! policy scores positions 1..T-1 of each right-padded row with one `log_probs` call on a TokenBatch whose
+//! response is everything after the first token (R = T-1).
+//!
+//! Metrics (verl's names): train/loss, train/grad_norm, train/lr (the rate after the schedule's step, as verl's
+//! engine returns from lr_scheduler_step), train/global_tokens (attention-mask tokens of the batch).
+
+#include "verl/concepts/reference_model.hpp"
+#include "verl/data/data_provider.hpp"
+#include "verl/data/preference_dataset.hpp"
+#include "verl/trainer/offline_common.hpp"
+
+#include <c10/core/GradMode.h>
+
+#include <functional>
+#include <utility>
+
+namespace verl::trainer {
+
+//! SFTTrainer options, verl 0.7.1's names (data.micro_batch_size_per_gpu, optim.*).
+struct SFTOptions {
+  std::int64_t micro_batch_size_per_gpu = 4;  //!< rows per forward/backward (data.micro_batch_size_per_gpu)
+  double lr = 1e-5;                           //!< optim.lr (verl's SFT recipes; the fsdp optim default is 1e-3)
+  double weight_decay = 0.01;                 //!< optim.weight_decay
+  double beta1 = 0.9, beta2 = 0.999;          //!< optim.betas
+  double eps = 1e-8;
+  double clip_grad = 1.0;                     //!< optim.clip_grad
+  LRScheduleConfig lr_schedule{};             //!< optim.lr_scheduler_type (constant), warm-up, total steps
+
+  void validate() const {
+    verl::detail::check<ConfigError>(micro_batch_size_per_gpu >= 1, "verl::trainer::SFTOptions: "
+                                     "micro_batch_size_per_gpu is ", micro_batch_size_per_gpu, ", expected >= 1");
+    verl::detail::check<ConfigError>(clip_grad > 0, "verl::trainer::SFTOptions: clip_grad is ", clip_grad,
+                                     ", expected > 0");
+    verl::detail::check<ConfigError>(lr >= 0, "verl::trainer::SFTOptions: lr is ", lr, ", expected >= 0");
+    lr_schedule.validate();
+  }
+
+  //! The equivalent TrainingArguments (for the shared optimizer).
+  [[nodiscard]] OfflineTrainingArguments training_arguments() const {
+    OfflineTrainingArguments a;
+    a.learning_rate = lr;
+    a.per_device_train_batch_size = micro_batch_size_per_gpu;
+    a.max_grad_norm = clip_grad;
+    a.weight_decay = weight_decay;
+    a.adam_beta1 = beta1;
+    a.adam_beta2 = beta2;
+    a.adam_epsilon = eps;
+    a.lr_schedule = lr_schedule;
+    return a;
+  }
+};
+
+//! The SFT trainer. `Policy` is trained (ReferenceModel + parameters()); held by value (a handle).
+template <class Policy>
+class SFTTrainer {
+  static_assert(check_reference_model<Policy>());
+  static_assert(requires(const Policy& p) { { p.parameters() } -> std::convertible_to<std::vector<at::Tensor>>; },
+                "verl::trainer::SFTTrainer: the policy needs `parameters()` returning std::vector<at::Tensor> (the "
+                "tensors AdamW updates)");
+
+ public:
+  SFTTrainer(Policy policy, SFTOptions options)
+      : policy_(std::move(policy)), options_(std::move(options)),
+        optimizer_((options_.validate(), policy_.parameters()), options_.training_arguments()) {}
+
+  //! One optimizer step over `batch` (verl's train_batch).
+  std::map<std::string, double> step(const data::SFTBatch& batch) {
+    check_batch(batch);
+    const auto b = batch.input_ids.size(0);
+    const auto targets = target_mask(batch);  // (B,T-1)
+    const auto num_tokens = targets.ne(0).sum().template item<std::int64_t>();
+    verl::detail::check<InputError>(num_tokens > 0, "verl::trainer::SFTTrainer::step: the batch has no target token "
+                                    "(loss_mask is 0 everywhere after position 0)");
+    const c10::AutoGradMode grad_on(true);
+    optimizer_.zero_grad();
+    double loss_sum = 0;
+    const auto tb = scoring_batch(batch);
+    for (std::int64_t begin = 0; begin < b; begin += options_.micro_batch_size_per_gpu) {
+      const auto n = std::min(options_.micro_batch_size_per_gpu, b - begin);
+      const auto logp = detail::token_log_probs(policy_, detail::rows_of(tb, begin, n));  // (n,T-1)
+      const auto loss = detail::masked_row_sum(logp, targets.narrow(0, begin, n)).sum().neg()
+                            .div(static_cast<double>(num_tokens));  // () share of the global token mean
+      loss.backward();
+      loss_sum += loss.template item<double>();
+    }
+    const auto step = optimizer_.step();
+    ++global_step_;
+    return {{"train/loss", loss_sum},
+            {"train/grad_norm", step.grad_norm},
+            {"train/lr", step.lr_next},
+            {"train/global_tokens", static_cast<double>(batch.attention_mask.ne(0).sum().template item<std::int64_t>())},
+            {"step", static_cast<double>(global_step_)}};
+  }
+
+  //! `steps` optimizer steps over batches of `provider` (one batch = one step, verl's train_batch_size);
+  //! stops early when it runs out. `on_step` (optional) sees each step's metrics. Returns them all.
+  std::vector<std::map<std::string, double>> fit(
+      data::DataProvider<data::SFTDataset>& provider, std::int64_t steps,
+      const std::function<void(std::int64_t, const std::map<std::string, double>&)>& on_step = {}) {
+    std::vector<std::map<std::string, double>> history;
+    for (std::int64_t s = 0; s < steps; ++s) {
+      auto b = provider.next();
+      if (!b) break;
+      history.push_back(step(*b));
+      if (on_step) on_step(global_step_, history.back());
+    }
+    return history;
+  }
+
+  //! verl's validation loss of `batch` (the same token mean, no-grad, no update).
+  [[nodiscard]] double evaluate(const data::SFTBatch& batch) {
+    check_batch(batch);
+    const c10::AutoGradMode no_grad(false);
+    const auto targets = target_mask(batch);  // (B,T-1)
+    const auto logp = detail::token_log_probs(policy_, scoring_batch(batch));  // (B,T-1)
+    return detail::masked_row_sum(logp, targets).sum().neg().template item<double>() /
+           static_cast<double>(targets.ne(0).sum().template item<std::int64_t>());
+  }
+
+  [[nodiscard]] Policy& policy() { return policy_; }
+  [[nodiscard]] OfflineOptimizer& optimizer() { return optimizer_; }
+  [[nodiscard]] const SFTOptions& options() const { return options_; }
+  [[nodiscard]] std::int64_t global_step() const { return global_step_; }
+  void set_global_step(std::int64_t step) { global_step_ = step; }
+
+ private:
+  static void check_batch(const data::SFTBatch& batch) {
+    verl::detail::check<ShapeError>(batch.input_ids.defined() && batch.input_ids.dim() == 2 &&
+                                        batch.input_ids.size(1) >= 2 && batch.loss_mask.defined() &&
+                                        batch.loss_mask.sizes() == batch.input_ids.sizes(),
+                                    "verl::trainer::SFTTrainer: an SFTBatch needs (B,T) input_ids with T >= 2 and a "
+                                    "loss_mask of the same shape, got input_ids ",
+                                    batch.input_ids.defined() ? batch.input_ids.sizes() : at::IntArrayRef{},
+                                    " and loss_mask ", batch.loss_mask.defined() ? batch.loss_mask.sizes() : at::IntArrayRef{});
+  }
+
+  //! The loss mask aligned with the scored positions 1..T-1, and only where attended.
+  static at::Tensor target_mask(const data::SFTBatch& batch) {
+    const auto t = batch.input_ids.size(1);
+    return batch.loss_mask.narrow(1, 1, t - 1).ne(0).logical_and(batch.attention_mask.narrow(1, 1, t - 1).ne(0))
+        .to(at::kLong);  // (B,T-1)
+  }
+
+  //! The right-padded rows as a scoring batch whose "response" is every token after the first.
+  static TokenBatch scoring_batch(const data::SFTBatch& batch) {
+    return TokenBatch{batch.input_ids, batch.attention_mask, batch.position_ids, batch.input_ids.size(1) - 1};
+  }
+
+  Policy policy_;
+  SFTOptions options_;
+  OfflineOptimizer optimizer_;
+  std::int64_t global_step_ = 0;
+};
+
+}  // namespace verl::trainer
