@@ -809,7 +809,7 @@ template <Described T>
 //! Reads T from `documents` (merged in order onto T's defaults) and `overrides` (`a.b=value`, applied after).
 //! \throws verl::ConfigError naming the key, where it was set, and what was expected.
 template <Described T>
-[[nodiscard]] Loaded<T> load(std::span<const YamlDocument> documents, std::span<const std::string> overrides = {},
+[[nodiscard]] Loaded<T> load(std::span<const YamlDocument> documents, const std::vector<std::string>& overrides = {},
                              LoadOptions options = {}) {
   Json tree = defaults_tree<T>();
   Sources sources;
@@ -831,7 +831,7 @@ template <Described T>
 
 //! Reads T from YAML text (`name` in messages) and overrides.
 template <Described T>
-[[nodiscard]] Loaded<T> load_text(std::string_view yaml, std::string name, std::span<const std::string> overrides = {},
+[[nodiscard]] Loaded<T> load_text(std::string_view yaml, std::string name, const std::vector<std::string>& overrides = {},
                                   LoadOptions options = {}) {
   const YamlDocument doc = parse_yaml(yaml, std::move(name));
   return load<T>(std::span<const YamlDocument>(&doc, 1), overrides, options);
@@ -839,7 +839,7 @@ template <Described T>
 
 //! Reads T from a YAML file and command-line overrides: what a trainer's main() calls.
 template <Described T>
-[[nodiscard]] Loaded<T> load_config(const std::filesystem::path& file, std::span<const std::string> overrides = {},
+[[nodiscard]] Loaded<T> load_config(const std::filesystem::path& file, const std::vector<std::string>& overrides = {},
                                     LoadOptions options = {}) {
   const YamlDocument doc = parse_yaml_file(file);
   return load<T>(std::span<const YamlDocument>(&doc, 1), overrides, options);
@@ -847,7 +847,7 @@ template <Described T>
 
 //! T from its defaults and overrides only (no file).
 template <Described T>
-[[nodiscard]] Loaded<T> load_overrides(std::span<const std::string> overrides, LoadOptions options = {}) {
+[[nodiscard]] Loaded<T> load_overrides(const std::vector<std::string>& overrides, LoadOptions options = {}) {
   return load<T>(std::span<const YamlDocument>(), overrides, options);
 }
 

@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -34,6 +35,7 @@
 #include <string_view>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 namespace verl::config {
 
@@ -162,7 +164,11 @@ namespace detail {
 //! The parser. One instance per text; not reusable.
 class YamlParser {
  public:
-  YamlParser(std::string_view text, std::string file, YamlDocument& doc) : s_(text), file_(std::move(file)), doc_(doc) {}
+  YamlParser(std::string_view text, std::string file, YamlDocument& doc) : s_(text), file_(std::move(file)), doc_(doc) {
+    line_starts_.push_back(0);
+    for (std::size_t i = 0; i < s_.size(); ++i)
+      if (s_[i] == '\n') line_starts_.push_back(i + 1);
+  }
 
   Json parse_document() {
     skip_to_content();
@@ -209,6 +215,7 @@ class YamlParser {
   std::string file_;
   YamlDocument& doc_;
   std::size_t pos_ = 0;
+  std::vector<std::size_t> line_starts_;  // offsets of the line starts, for O(log n) line numbers
 
   // ---- position helpers -------------------------------------------------------------------------------------
   [[nodiscard]] bool eof() const { return pos_ >= s_.size(); }
@@ -219,9 +226,9 @@ class YamlParser {
   }
   [[nodiscard]] int col() const { return static_cast<int>(pos_ - line_start(pos_)); }
   [[nodiscard]] Mark mark_at(std::size_t p) const {
-    int line = 1;
-    for (std::size_t i = 0; i < p && i < s_.size(); ++i) line += s_[i] == '\n';
-    return {line, static_cast<int>(p - line_start(p)) + 1};
+    const auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), p);  // first start after p
+    const auto line = static_cast<int>(it - line_starts_.begin());
+    return {line, static_cast<int>(p - *(it - 1)) + 1};
   }
   [[nodiscard]] Mark here() const { return mark_at(pos_); }
   [[nodiscard]] bool starts_with(std::string_view t) const { return s_.substr(pos_, t.size()) == t; }
@@ -620,7 +627,6 @@ class YamlParser {
 
   //! `|` or `>` block scalar; `parent_indent` is the indentation of the node that owns it.
   Json parse_block_scalar(int parent_indent) {
-    const Mark m = here();
     const bool folded = peek() == '>';
     ++pos_;
     enum class Chomp { clip, strip, keep } chomp = Chomp::clip;
@@ -670,11 +676,10 @@ class YamlParser {
       while (le < s_.size() && s_[le] != '\n') ++le;
       std::string_view line = s_.substr(r, le - r);
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      const bool empty = spaces < indent ? trim(line).empty() && line.find('\t') == std::string_view::npos : line.empty();
+      // Empty: nothing but blanks before the content indentation, or nothing at all after it (more spaces after
+      // the indentation are content of a literal scalar).
+      const bool empty = spaces < indent ? trim(line).empty() : line.empty();
       if (spaces < indent && !empty) break;  // a less-indented content line ends the scalar
-      if (spaces < indent && line.find('\t') != std::string_view::npos && trim(line).empty()) {
-        // whitespace-only line with a tab inside the indentation: treat as empty
-      }
       pos_ = le < s_.size() ? le + 1 : le;
       const bool has_break = le < s_.size();
       if (empty) {
@@ -695,7 +700,6 @@ class YamlParser {
       prev_more = more;
       last_had_break = has_break;
     }
-    (void)m;
     if (chomp == Chomp::clip && any && last_had_break) out += '\n';
     if (chomp == Chomp::keep) {
       if (any && last_had_break) out += '\n';

@@ -611,6 +611,7 @@ TEST_CASE("OfflineConfig: defaults (verl sft_trainer_engine.yaml, TRL DPO/KTO) a
   CHECK(l.config.dpo.loss_type == "sigmoid");
   CHECK(l.config.kto.desirable_weight == 1.0);
   CHECK(l.config.trainer.device == "auto");
+  CHECK(load_overrides<OfflineConfig>({"dpo.beta=0.25", "optim.lr=1e-5"}).config.dpo.beta == 0.25);  // braced overrides
   auto err = [](std::vector<std::string> ov) { return error_of([&] { (void)load_overrides<OfflineConfig>(ov); }); };
   CHECK_THAT(err({"dpo.loss_type=simpo"}), Contains("`dpo.loss_type` (command-line override `dpo.loss_type=simpo`): is "
                                                     "\"simpo\", expected one of \"sigmoid\""));
