@@ -1,8 +1,9 @@
 #pragma once
 //! \file
 //! SHA-256 (FIPS 180-4, section 6.2) of a byte range or of a file, streamed: the checksums of a training
-//! checkpoint's MANIFEST.json. Portable scalar code, no LibTorch; about 200-400 MB/s per core, so hashing a
-//! 1 GB model costs a few seconds, small next to writing it.
+//! checkpoint's MANIFEST.json. No LibTorch. Portable scalar code (~250 MB/s per core), and on x86-64 CPUs
+//! with the SHA extensions (AMD Zen, Intel Ice Lake and later) the SHA-NI instructions, chosen at run time
+//! (~1.5-2 GB/s): hashing a model costs a fraction of writing it.
 
 #include "verl/core/errors.hpp"
 
@@ -19,12 +20,122 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define VERL_SHA256_X86 1
+#endif
+
 namespace verl::checkpoint {
+
+namespace detail {
+
+inline constexpr std::uint32_t sha256_k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+[[nodiscard]] constexpr std::uint32_t sha256_rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+// `blocks` 512-bit blocks (6.2.2), portable.
+inline void sha256_blocks_scalar(std::uint32_t* state, const std::uint8_t* p, std::size_t blocks) {
+  for (; blocks > 0; --blocks, p += 64) {
+    std::uint32_t w[64];
+    for (int t = 0; t < 16; ++t) {
+      w[t] = (std::uint32_t{p[4 * t]} << 24) | (std::uint32_t{p[4 * t + 1]} << 16) |
+             (std::uint32_t{p[4 * t + 2]} << 8) | std::uint32_t{p[4 * t + 3]};
+    }
+    for (int t = 16; t < 64; ++t) {
+      const std::uint32_t s0 = sha256_rotr(w[t - 15], 7) ^ sha256_rotr(w[t - 15], 18) ^ (w[t - 15] >> 3);
+      const std::uint32_t s1 = sha256_rotr(w[t - 2], 17) ^ sha256_rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
+      w[t] = w[t - 16] + s0 + w[t - 7] + s1;
+    }
+    std::uint32_t a = state[0], b = state[1], c = state[2], d = state[3], e = state[4], f = state[5], g = state[6],
+                  h = state[7];
+    for (int t = 0; t < 64; ++t) {
+      const std::uint32_t t1 = h + (sha256_rotr(e, 6) ^ sha256_rotr(e, 11) ^ sha256_rotr(e, 25)) +
+                               ((e & f) ^ (~e & g)) + sha256_k[t] + w[t];
+      const std::uint32_t t2 = (sha256_rotr(a, 2) ^ sha256_rotr(a, 13) ^ sha256_rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+      h = g;
+      g = f;
+      f = e;
+      e = d + t1;
+      d = c;
+      c = b;
+      b = a;
+      a = t1 + t2;
+    }
+    state[0] += a;
+    state[1] += b;
+    state[2] += c;
+    state[3] += d;
+    state[4] += e;
+    state[5] += f;
+    state[6] += g;
+    state[7] += h;
+  }
+}
+
+#ifdef VERL_SHA256_X86
+// The same with the x86 SHA extensions. sha256rnds2 works on the state split as (A,B,E,F) and (C,D,G,H) and
+// does two rounds per call; sha256msg1/msg2 compute the message schedule four words at a time.
+__attribute__((target("sha,sse4.1"))) inline void sha256_blocks_shani(std::uint32_t* state, const std::uint8_t* p,
+                                                                      std::size_t blocks) {
+  const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);  // big-endian words
+  __m128i dcba = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state));             // lanes a,b,c,d
+  __m128i hgfe = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state + 4));         // lanes e,f,g,h
+  const __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+  const __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+  __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
+  __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+  for (; blocks > 0; --blocks, p += 64) {
+    const __m128i abef_in = abef, cdgh_in = cdgh;
+    __m128i w[16];  // w[i]: message words 4i..4i+3
+    for (int i = 0; i < 4; ++i) {
+      w[i] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * i)), bswap);
+    }
+    for (int i = 4; i < 16; ++i) {
+      // W[t] = W[t-16] + s0(W[t-15]) + W[t-7] + s1(W[t-2])
+      const __m128i t = _mm_add_epi32(_mm_sha256msg1_epu32(w[i - 4], w[i - 3]), _mm_alignr_epi8(w[i - 1], w[i - 2], 4));
+      w[i] = _mm_sha256msg2_epu32(t, w[i - 1]);
+    }
+    for (int i = 0; i < 16; ++i) {
+      __m128i wk = _mm_add_epi32(w[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(sha256_k + 4 * i)));
+      cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);  // rounds 4i, 4i+1
+      wk = _mm_shuffle_epi32(wk, 0x0E);
+      abef = _mm_sha256rnds2_epu32(abef, cdgh, wk);  // rounds 4i+2, 4i+3
+    }
+    abef = _mm_add_epi32(abef, abef_in);
+    cdgh = _mm_add_epi32(cdgh, cdgh_in);
+  }
+  const __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+  const __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(state), _mm_blend_epi16(feba, dchg, 0xF0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(state + 4), _mm_alignr_epi8(dchg, feba, 8));
+}
+#endif
+
+//! True when this CPU has the SHA extensions (and the build targets x86-64 with GCC or Clang).
+[[nodiscard]] inline bool sha256_hardware_available() {
+#ifdef VERL_SHA256_X86
+  static const bool available = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1");
+  return available;
+#else
+  return false;
+#endif
+}
+
+}  // namespace detail
 
 //! An incremental SHA-256: update() with the message in any pieces, then hex_digest() or digest() once.
 class Sha256 {
  public:
-  Sha256() = default;
+  //! `use_hardware` = false forces the portable code (tests compare the two).
+  explicit Sha256(bool use_hardware = true) : hardware_(use_hardware && detail::sha256_hardware_available()) {}
 
   //! Appends `n` bytes of the message.
   void update(const void* data, std::size_t n) {
@@ -37,10 +148,12 @@ class Sha256 {
       p += take;
       n -= take;
       if (buffered_ < 64) return;
-      compress(buffer_.data());
+      compress(buffer_.data(), 1);
       buffered_ = 0;
     }
-    for (; n >= 64; n -= 64, p += 64) compress(p);
+    compress(p, n / 64);
+    p += n / 64 * 64;
+    n %= 64;
     std::memcpy(buffer_.data(), p, n);
     buffered_ = n;
   }
@@ -77,50 +190,15 @@ class Sha256 {
   }
 
  private:
-  static constexpr std::uint32_t rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
-
-  // One 512-bit block (6.2.2).
-  void compress(const std::uint8_t* block) {
-    static constexpr std::uint32_t k[64] = {
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-    std::uint32_t w[64];
-    for (int t = 0; t < 16; ++t) {
-      w[t] = (std::uint32_t{block[4 * t]} << 24) | (std::uint32_t{block[4 * t + 1]} << 16) |
-             (std::uint32_t{block[4 * t + 2]} << 8) | std::uint32_t{block[4 * t + 3]};
+  void compress(const std::uint8_t* p, std::size_t blocks) {
+    if (blocks == 0) return;
+#ifdef VERL_SHA256_X86
+    if (hardware_) {
+      detail::sha256_blocks_shani(h_.data(), p, blocks);
+      return;
     }
-    for (int t = 16; t < 64; ++t) {
-      const std::uint32_t s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3);
-      const std::uint32_t s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
-      w[t] = w[t - 16] + s0 + w[t - 7] + s1;
-    }
-    std::uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6], h = h_[7];
-    for (int t = 0; t < 64; ++t) {
-      const std::uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[t] + w[t];
-      const std::uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-      h = g;
-      g = f;
-      f = e;
-      e = d + t1;
-      d = c;
-      c = b;
-      b = a;
-      a = t1 + t2;
-    }
-    h_[0] += a;
-    h_[1] += b;
-    h_[2] += c;
-    h_[3] += d;
-    h_[4] += e;
-    h_[5] += f;
-    h_[6] += g;
-    h_[7] += h;
+#endif
+    detail::sha256_blocks_scalar(h_.data(), p, blocks);
   }
 
   // Initial hash value (5.3.3).
@@ -129,6 +207,7 @@ class Sha256 {
   std::array<std::uint8_t, 64> buffer_{};
   std::size_t buffered_ = 0;
   std::uint64_t length_ = 0;  // bytes so far
+  bool hardware_ = false;
 };
 
 //! SHA-256 of `n` bytes as 64 lowercase hex digits.
