@@ -368,6 +368,8 @@ class YamlParser {
       return k;
     }
     reject_unsupported_start();
+    if (std::string_view("]}[{,|>").find(peek()) != std::string_view::npos)
+      fail(m, std::string("a plain key cannot start with `") + peek() + "`; quote the key");
     const std::size_t start = pos_;
     while (!eof() && !(peek() == ':' && (is_blank(peek(1)) || is_break(peek(1))))) ++pos_;
     const std::string text(trim(s_.substr(start, pos_ - start)));
@@ -480,6 +482,8 @@ class YamlParser {
 
   Json parse_plain_block(int parent_indent) {
     const Mark m = here();
+    if (peek() == ']' || peek() == '}' || peek() == ',')
+      fail(m, std::string("a plain scalar cannot start with `") + peek() + "`; quote the value");
     std::string text(read_plain_line());
     // Continuation lines: more indented than the parent, not a comment; blank lines become line feeds.
     while (true) {
@@ -515,7 +519,11 @@ class YamlParser {
         break;
       }
       if (is_key_line()) fail(here(), "bad indentation of a mapping entry (or a plain value containing `: `; quote it)");
+      const Mark line_mark = here();
       const std::string_view more = read_plain_line();
+      if (more.find(": ") != std::string_view::npos || more.back() == ':')
+        fail(line_mark, "a plain value continued on this line contains `: ` (a mapping entry at a wrong indentation?); "
+                        "quote the value or fix the indentation");
       text += blank_lines == 0 ? std::string(" ") : std::string(static_cast<std::size_t>(blank_lines), '\n');
       text += more;
     }

@@ -273,6 +273,9 @@ TEST_CASE("yaml: errors name file, line and column and what was expected", "[con
   CHECK_THAT(yaml_error("a: - x\n"), Contains("t.yaml:1:4") && Contains("block sequence cannot start"));
   CHECK_THAT(yaml_error("a: 1\n  b: 2\n"), Contains("t.yaml:2:3") && Contains("bad indentation of a mapping entry"));
   CHECK_THAT(yaml_error("- a\nb: 1\n"), Contains("t.yaml:2:1"));
+  CHECK_THAT(yaml_error("a: ]x\n"), Contains("t.yaml:1:4") && Contains("cannot start with `]`"));
+  CHECK_THAT(yaml_error("]a: 1\n"), Contains("t.yaml:1:1") && Contains("cannot start with `]`"));
+  CHECK_THAT(yaml_error("a: x\n  'b: c\n"), Contains("t.yaml:2:3") && Contains("contains `: `"));
   CHECK_THAT(yaml_error("a: \"\\q\"\n"), Contains("t.yaml:1:5") && Contains("unknown escape"));
   CHECK_THAT(yaml_error("a: |x\n  t\n"), Contains("t.yaml:1:5") && Contains("block scalar header"));
 }
