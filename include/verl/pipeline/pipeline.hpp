@@ -11,7 +11,7 @@
 //!            verl::stages::UpdateCritic<MyCritic>, verl::fields::values>'
 //!
 //! Stages are values (they hold references to models, optimizers, buffers); edit a pipeline with
-//! replace_stage<Old>(p, s), insert_before<Anchor>(p, s) and insert_after<Anchor>(p, s), which return a new
+//! replace_stage<Old>(p, s), insert_before<Anchor>(p, s), insert_after<Anchor>(p, s) and remove_stage<S>(p), which return a new
 //! pipeline type that is checked again. The standard stages are in verl/pipeline/rl_stages.hpp; a trainer's
 //! default pipeline comes from its algorithm (verl/trainer/ppo_trainer.hpp).
 
@@ -221,6 +221,21 @@ auto insert_at(Pipeline<Input, Stages...> p, New inserted) {
   }(std::index_sequence_for<Stages...>{});
 }
 }  // namespace detail
+
+//! `p` without its stage of type Gone (the result is checked again: later stages must not need what it made).
+template <class Gone, class Input, class... Stages>
+[[nodiscard]] auto remove_stage(Pipeline<Input, Stages...> p) {
+  static_assert(detail::count_stage<Gone, Stages...> == 1,
+                "verl::remove_stage<Gone>: the pipeline must contain the stage type Gone exactly once");
+  auto stages = std::move(p).stages();
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    auto piece = [&]<std::size_t J>(std::integral_constant<std::size_t, J>) {
+      if constexpr (std::is_same_v<std::tuple_element_t<J, std::tuple<Stages...>>, Gone>) return std::tuple<>();
+      else return std::tuple(std::move(std::get<J>(stages)));
+    };
+    return detail::make_pipeline_from_tuple<Input>(std::tuple_cat(piece(std::integral_constant<std::size_t, I>{})...));
+  }(std::index_sequence_for<Stages...>{});
+}
 
 //! `p` with `inserted` placed right before its stage of type Anchor.
 template <class Anchor, class Input, class... Stages, class New>

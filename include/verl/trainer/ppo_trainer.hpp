@@ -18,6 +18,7 @@
 
 #include "verl/algos/algorithm.hpp"
 #include "verl/algos/kl.hpp"
+#include "verl/pipeline/filter_stages.hpp"
 #include "verl/pipeline/pipeline.hpp"
 #include "verl/pipeline/rl_stages.hpp"
 #include "verl/trainer/ppo_update.hpp"
@@ -25,6 +26,7 @@
 #include <torch/optim/adamw.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -134,6 +136,17 @@ inline trainer::UpdateSchedule schedule_of(std::int64_t mini_prompts, std::int64
 
 }  // namespace detail
 
+//! The batch a step starts from: left-padded prompts (verl::Prompts' layout) with per-item data.
+using PromptBatch = Batch<fields::input_ids, fields::attention_mask, fields::position_ids>;
+
+//! DAPO's dynamic sampling (verl's algorithm.filter_groups).
+struct FilterGroupsOptions {
+  std::int64_t train_batch_size = 1;  //!< data.train_batch_size: informative groups per step
+  stages::GroupMetric metric = stages::GroupMetric::seq_reward;  //!< filter_groups.metric
+  std::int64_t max_num_gen_batches = 0;  //!< filter_groups.max_num_gen_batches (<= 0: no limit)
+  std::int64_t pad_token_id = 0;         //!< pads rollouts of different widths when they are concatenated
+};
+
 //! The pointers a pipeline's stages hold.
 template <class Actor, class Critic, class Reference>
 struct PipelineModels {
@@ -207,8 +220,6 @@ using rl_pipeline_t = decltype(make_rl_pipeline<Algorithm>(std::declval<const Pi
                                                            std::declval<stages::Scorer>(),
                                                            std::declval<const PPOOptions&>()));
 
-//! The batch a step starts from: left-padded prompts (verl::Prompts' layout) with per-item data.
-using PromptBatch = Batch<fields::input_ids, fields::attention_mask, fields::position_ids>;
 
 namespace detail {
 inline std::unique_ptr<torch::optim::AdamW> make_adamw(const std::vector<at::Tensor>& params,
@@ -260,6 +271,23 @@ class PPOTrainer {
 
   //! A fresh copy of the default pipeline, bound to this trainer's models, to edit and pass to step().
   [[nodiscard]] pipeline_type default_pipeline() { return make_rl_pipeline<Algorithm>(models(), scorer_, options_); }
+
+  //! The default pipeline with its Generate and Score stages wrapped in DAPO's dynamic sampling: groups whose
+  //! scores are all equal are dropped and more prompts are pulled from `next_prompts` until
+  //! `filter.train_batch_size` groups are kept.
+  [[nodiscard]] auto dynamic_sampling_pipeline(std::function<std::optional<PromptBatch>()> next_prompts,
+                                               const FilterGroupsOptions& filter) {
+    static_assert(!stages::detail::needs_reward_baselines<typename Algorithm::estimator>(),
+                  "verl::trainer::PPOTrainer::dynamic_sampling_pipeline: not available with ReMax's greedy baseline");
+    auto p = default_pipeline();
+    auto sub = make_pipeline<stages::prompt_fields>(std::get<stages::Generate<Actor>>(p.stages()),
+                                                    std::get<stages::Score>(p.stages()));
+    stages::DynamicSampling<decltype(sub), PromptBatch> sampling{
+        std::move(sub), std::move(next_prompts), filter.train_batch_size, options_.rollout.n, filter.metric,
+        filter.max_num_gen_batches, filter.pad_token_id};
+    // Replace first, then remove: every intermediate pipeline is checked, and Score's fields must stay produced.
+    return remove_stage<stages::Score>(replace_stage<stages::Generate<Actor>>(std::move(p), std::move(sampling)));
+  }
 
   [[nodiscard]] Actor& actor() { return actor_; }
   [[nodiscard]] Critic& critic() { return critic_; }

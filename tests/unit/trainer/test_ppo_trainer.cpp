@@ -340,3 +340,89 @@ TEST_CASE("PPO with a GAE critic learns the rule reward", "[trainer][learning]")
   INFO("mean score of the first two steps " << first << ", of the last two " << last);
   CHECK(last > first + 0.2);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Filter stages.
+
+TEST_CASE("informative_groups: verl's kept groups (population std > 0, or a single sample)", "[trainer][filter]") {
+  const auto uids = torch::tensor({0, 0, 1, 1, 2, 3, 3}, torch::kLong);
+  const auto metric = torch::tensor({1.0, 1.0, 0.0, 1.0, 5.0, 2.0, 2.0});
+  const auto [idx, groups] = verl::stages::informative_groups(uids, metric);
+  CHECK(idx == std::vector<std::int64_t>{2, 3, 4});
+  CHECK(groups == 2);
+}
+
+TEST_CASE("pad_rollout: prompts left, responses right, position ids continued", "[trainer][filter]") {
+  // P = 1, R = 2 -> P = 2, R = 3.
+  verl::Batch<prompts, responses, response_mask, input_ids, attention_mask, position_ids, token_level_scores> b(
+      torch::tensor({{5}}, torch::kLong), torch::tensor({{6, 7}}, torch::kLong), torch::tensor({{1, 1}}, torch::kLong),
+      torch::tensor({{5, 6, 7}}, torch::kLong), torch::tensor({{1, 1, 1}}, torch::kLong),
+      torch::tensor({{0, 1, 2}}, torch::kLong), torch::tensor({{0.0f, 1.0f}}));
+  const auto p = verl::stages::pad_rollout(b, 2, 3, /*pad_token_id=*/9);
+  CHECK(torch::equal(p.get<prompts>(), torch::tensor({{9, 5}}, torch::kLong)));
+  CHECK(torch::equal(p.get<responses>(), torch::tensor({{6, 7, 9}}, torch::kLong)));
+  CHECK(torch::equal(p.get<response_mask>(), torch::tensor({{1, 1, 0}}, torch::kLong)));
+  CHECK(torch::equal(p.get<input_ids>(), torch::tensor({{9, 5, 6, 7, 9}}, torch::kLong)));
+  CHECK(torch::equal(p.get<attention_mask>(), torch::tensor({{0, 1, 1, 1, 0}}, torch::kLong)));
+  CHECK(torch::equal(p.get<position_ids>(), torch::tensor({{0, 0, 1, 2, 3}}, torch::kLong)));
+  CHECK(torch::equal(p.get<token_level_scores>(), torch::tensor({{0.0f, 1.0f, 0.0f}})));
+  CHECK_THROWS_WITH(verl::stages::pad_rollout(p, 1, 3, 9), Catch::Contains("more than the requested"));
+}
+
+namespace {
+// Even uids (groups) get a constant score, odd ones the target fraction: about half the groups are informative.
+verl::stages::Scorer half_constant_scorer() {
+  return [inner = target_fraction_scorer()](const verl::stages::ScoreRequest& r, verl::StepContext& ctx) {
+    auto s = inner(r, ctx);
+    // Items come in groups of n = 4 adjacent rows; group g = row / 4 within this call.
+    const auto rows = torch::arange(s.size(0), torch::kLong);
+    const auto even_group = (torch::div(rows, 4, "floor") % 2).eq(0).unsqueeze(1);  // (B,1)
+    // Odd groups: the target fraction plus row % 2 / 8 on the first column, so they are never constant.
+    auto bump = torch::zeros_like(s);
+    bump.select(1, 0).copy_((rows % 2).to(torch::kFloat) / 8);
+    return torch::where(even_group, torch::zeros_like(s), s + bump);
+  };
+}
+}  // namespace
+
+TEST_CASE("DynamicSampling: refills until train_batch_size informative groups, then cuts (DAPO)",
+          "[trainer][filter]") {
+  auto actor = make_actor(9);
+  auto options = small_options();
+  PPOTrainer<verl::DAPO<>, Actor> trainer(actor, {}, {}, half_constant_scorer(), options);
+  int pulled = 0;
+  auto source = [&]() -> std::optional<PromptBatch> {
+    ++pulled;
+    return prompt_batch(4);
+  };
+  verl::trainer::FilterGroupsOptions filter;
+  filter.train_batch_size = 4;
+  auto pipeline = trainer.dynamic_sampling_pipeline(source, filter);
+  static_assert(decltype(pipeline)::num_stages == 5, "sampling(gen+reward), old_log_prob, kl, adv, update_actor");
+  const auto m = trainer.step(pipeline, prompt_batch(4));
+  CHECK(m.at("train/num_gen_batches") >= 2);
+  CHECK(pulled == static_cast<int>(m.at("train/num_gen_batches")) - 1);
+  CHECK(m.count("actor/pg_loss") == 1);
+
+  filter.max_num_gen_batches = 1;
+  auto limited = trainer.dynamic_sampling_pipeline(source, filter);
+  CHECK_THROWS_WITH(trainer.step(limited, prompt_batch(4)), Catch::Contains("max_num_gen_batches"));
+}
+
+TEST_CASE("ReplayBuffer: stores informative groups and mixes them into later steps", "[trainer][filter]") {
+  auto actor = make_actor(10);
+  auto options = small_options();
+  PPOTrainer<verl::DAPO<>, Actor> trainer(actor, {}, {}, target_fraction_scorer(), options);
+  using Scored = verl::Batch<input_ids, attention_mask, position_ids, prompts, responses, response_mask, uid,
+                             token_level_scores>;
+  verl::stages::ReplayBuffer<Scored> replay;
+  replay.replay_groups = 2;
+  auto pipeline = verl::insert_after<verl::stages::Score>(trainer.default_pipeline(), replay);
+  const auto m1 = trainer.step(pipeline, prompt_batch(4));
+  CHECK(m1.at("replay/added_groups") == 0);
+  const auto stored = m1.at("replay/size");
+  CHECK(stored >= 1);
+  const auto m2 = trainer.step(pipeline, prompt_batch(4));
+  CHECK(m2.at("replay/added_groups") == std::min(2.0, stored));
+  CHECK(m2.at("rollout/num_sequences") == 16);
+}
