@@ -6,9 +6,11 @@
 //!   data_source                                                                   rule
 //!   "openai/gsm8k"                                                                gsm8k::compute_score (strict)
 //!   "lighteval/MATH", "DigitalLearningGmbH/MATH-lighteval", "HuggingFaceH4/MATH-500"  math::compute_score
+//!   "math_dapo", "math", "math_dapo_reasoning", any name starting with "aime"   math_dapo::compute_score
+//!                                                                   (score +-1, extra "acc" 1/0)
 //!
-//! Any other data_source throws verl::InputError naming it and the known ones; verl's other rules (math_dapo,
-//! prime_math, prime_code, sandbox_fusion, geo3k, search-R1) are not implemented: pass your own
+//! Any other data_source throws verl::InputError naming it and the known ones; verl's other rules
+//! (prime_math, prime_code, sandbox_fusion, geo3k, search-R1) are not implemented: pass your own
 //! verl::RewardFunction for those datasets. DefaultComputeScore is the same dispatch as a RewardFunction.
 
 #include "verl/core/errors.hpp"
@@ -16,6 +18,7 @@
 #include "verl/core/model_io.hpp"
 #include "verl/rewards/gsm8k.hpp"
 #include "verl/rewards/math_answer.hpp"
+#include "verl/rewards/math_dapo.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -26,9 +29,10 @@
 
 namespace verl::rewards {
 
-//! The data_source names default_compute_score knows, as verl spells them.
-inline constexpr std::array<std::string_view, 4> known_data_sources = {
-    "openai/gsm8k", "lighteval/MATH", "DigitalLearningGmbH/MATH-lighteval", "HuggingFaceH4/MATH-500"};
+//! The data_source names default_compute_score knows, as verl spells them (plus any name starting with "aime").
+inline constexpr std::array<std::string_view, 7> known_data_sources = {
+    "openai/gsm8k", "lighteval/MATH", "DigitalLearningGmbH/MATH-lighteval", "HuggingFaceH4/MATH-500",
+    "math_dapo",    "math",           "math_dapo_reasoning"};
 
 //! The score verl's default_compute_score gives `solution` for an item of `data_source` (see the table in
 //! the file comment). `extra_info` is accepted for verl's signature; neither rule reads it. Throws
@@ -37,11 +41,17 @@ inline constexpr std::array<std::string_view, 4> known_data_sources = {
                                                         std::string_view ground_truth,
                                                         [[maybe_unused]] const nlohmann::json& extra_info = {}) {
   if (data_source == known_data_sources[0]) return gsm8k::compute_score(solution, ground_truth);
-  if (std::find(known_data_sources.begin() + 1, known_data_sources.end(), data_source) != known_data_sources.end()) {
+  if (std::find(known_data_sources.begin() + 1, known_data_sources.begin() + 4, data_source) !=
+      known_data_sources.begin() + 4) {
     return math::compute_score(solution, ground_truth);
+  }
+  if (std::find(known_data_sources.begin() + 4, known_data_sources.end(), data_source) != known_data_sources.end() ||
+      data_source.starts_with("aime")) {
+    return math_dapo::compute_score(solution, ground_truth).output();
   }
   std::string known;
   for (const auto name : known_data_sources) known.append(known.empty() ? "\"" : ", \"").append(name).append("\"");
+  known += ", \"aime*\"";
   throw InputError(verl::detail::concat_message(
       "verl::rewards::default_compute_score: no reward rule for data_source \"", data_source, "\"; known: ", known,
       " (verl's other rules are not implemented: pass your own verl::RewardFunction for this dataset)"));

@@ -61,6 +61,7 @@ namespace verl::rewards::text {
 //! Python's `s.replace(from, to)` (non-empty `from`): one left-to-right pass, non-overlapping matches,
 //! replaced text is not searched again.
 [[nodiscard]] inline std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {
+  if (from.empty()) return std::string(s);  // (Python would insert `to` between characters; never asked here)
   std::string out;
   out.reserve(s.size());
   std::size_t pos = 0;

@@ -4,6 +4,7 @@ Reference: verl 0.7.1 (PyPI), the pure-Python rules in
   verl/utils/reward_score/gsm8k.py        extract_solution, compute_score
   verl/utils/reward_score/math_reward.py  last_boxed_only_string, remove_boxed, strip_string, is_equiv,
                                           compute_score
+  verl/utils/reward_score/math_dapo.py    normalize_final_answer, is_correct_minerva, compute_score
   verl/utils/reward_score/__init__.py     default_compute_score (data_source dispatch)
 
 Command (from the repository root; verl installed without its dependencies into a scratch venv):
@@ -11,7 +12,7 @@ Command (from the repository root; verl installed without its dependencies into 
     /tmp/golden-venv-adv/bin/pip install verl==0.7.1 --no-deps
     /tmp/golden-venv-adv/bin/python tests/golden/rewards/make_golden.py
 
-It writes tests/golden/rewards/{gsm8k,math,default_compute_score}.json, read by
+It writes tests/golden/rewards/{gsm8k,math,math_dapo,default_compute_score}.json, read by
 tests/unit/rewards/test_rewards.cpp, which requires identical strings and scores. Inputs are hand-picked edge
 cases plus strings drawn (fixed seed) from fragments that exercise each normalisation step; Python's str is a
 sequence of code points, so the fragments include multi-byte UTF-8 characters wherever verl indexes or counts
@@ -41,6 +42,7 @@ def _check_version() -> None:
 _check_version()
 from verl.utils.reward_score import default_compute_score  # noqa: E402
 from verl.utils.reward_score import gsm8k  # noqa: E402
+from verl.utils.reward_score import math_dapo  # noqa: E402
 from verl.utils.reward_score import math_reward  # noqa: E402
 
 rng = random.Random(20260601)
@@ -199,6 +201,52 @@ def math_cases() -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# DAPO math (Minerva normalisation)
+
+DAPO_FRAGMENTS = [
+    "=", "an ", "a ", ".$", "$", "\\$", "\\ ", " ", "mbox{", "\\text{", "\\textbf{", "\\overline{", "\\boxed{", "}",
+    "{", "frac", "\\frac", "sqrt", "\\sqrt", "12", "3", ",", "1,000", ".", "\n", "cm", "units", "degrees",
+    "\\text{and}", ",\\text{and}", "\\text{m}", "\\text{s}", "^\\circ", "\\;", ",\\!", "{,}", '"', "\\dots",
+    "\\mathrm{th}", "x", "ab", "\u0663", "\u00b2", "\u2460", "\uff13", "\u00a0", "\u3000", "\t", "\u017f", "\u00e9",
+    "\U0001F600", "\u4e2d", "\\pi", "-", "(", ")",
+]
+
+ANSWER_HAND = [
+    "", "Answer: 5", "answer:5", "ANSWER :  5", "Answer : 5\nmore", "Answer:\n5", "Answer:\n\n", "Answer: \n",
+    "Answer:", "Answer:  ", "Answer:\u00a0", "Answer:\u00a0\n", "An\u017fwer: 7", "AN\u017fWER:7", "Answers: 5",
+    "Answer - 5", "Answer: 3 Answer: 4", "Answer: 3\nAnswer: 4\n", "The answer is 5", "Answer: $\\frac{1}{2}$",
+    "Answer: \\boxed{12}", "Answer: 1,000", "Answer: \u0663", "Answer: 12 cm", "Answer:\t\t9", "answer:\u3000x",
+    "Answer: x = 5", "Answer: \\text{(A)}", "Answer: $5$ and $6$", "x" * 290 + "Answer: 5", "Answer: 5" + "y" * 295,
+    "Answer: 5" + "\u00e9" * 292, "Answer: 5\n" + "\U0001F600" * 290,
+]
+
+
+def dapo_cases() -> dict:
+    norm_inputs = [a for a in STRIP_HAND if len(a) < 200] + [x[len("Answer: "):] for x in ANSWER_HAND if x.startswith("Answer: ")]
+    for _ in range(400):
+        norm_inputs.append(draw(DAPO_FRAGMENTS, 0, 8))
+    normalize = [{"s": s, "out": math_dapo.normalize_final_answer(s)} for s in norm_inputs]
+    responses = list(ANSWER_HAND)
+    for _ in range(250):
+        responses.append(draw(["Answer", "answer", "ANSWER", "An\u017fwer", ":", " ", "\n", "\u00a0", "5", "12",
+                               "\\frac12", "$", "\\boxed{", "}", "x", "=", "The "], 0, 10))
+    scores = []
+    for i, s in enumerate(responses):
+        # Ground truths that match sometimes: what each mode extracts (the prediction, the boxed text).
+        truths = {"5", "12", "\\frac{1}{2}", math_dapo.compute_score(s, "")["pred"]}
+        boxed = math_dapo.compute_score(s, "", strict_box_verify=True)["pred"]
+        if boxed is not None:
+            truths.add(boxed)
+        for gt in sorted(truths):
+            for strict in (False, True):
+                r = math_dapo.compute_score(s, gt, strict_box_verify=strict)
+                scores.append({"i": i, "gt": gt, "strict_box_verify": strict, "score": r["score"],
+                               "acc": bool(r["acc"]), "pred": r["pred"]})
+    # compute_score cases name their response by its index `i` into `responses`.
+    return {"normalize_final_answer": normalize, "responses": responses, "compute_score": scores}
+
+
+# ---------------------------------------------------------------------------------------------------------
 # default_compute_score
 
 def default_cases() -> list:
@@ -212,7 +260,12 @@ def default_cases() -> list:
             for gt in truths:
                 out.append({"data_source": ds, "s": s, "gt": gt,
                             "out": float(quiet(default_compute_score, ds, s, gt))})
-    for ds in ["", "gsm8k", "openai/GSM8K", "unknown_source"]:
+    for ds in ["math_dapo", "math", "math_dapo_reasoning", "aime", "aime2024"]:
+        for s in ["Answer: 5", "Answer: \\frac12", "#### 5", ""]:
+            for gt in ["5", "\\frac{1}{2}"]:
+                r = default_compute_score(ds, s, gt)
+                out.append({"data_source": ds, "s": s, "gt": gt, "out": float(r["score"]), "acc": bool(r["acc"])})
+    for ds in ["", "gsm8k", "openai/GSM8K", "unknown_source", "AIME", "Math"]:
         try:
             default_compute_score(ds, "#### 5", "5")
             raise SystemExit(f"verl scored unknown data_source {ds!r}")
@@ -230,5 +283,7 @@ def write(name: str, doc: dict) -> None:
 if __name__ == "__main__":
     write("gsm8k.json", gsm8k_cases())
     write("math.json", math_cases())
+    write("math_dapo.json", dapo_cases())
     write("default_compute_score.json", {"cases": default_cases()})
-    print("wrote", ", ".join(str(HERE / n) for n in ("gsm8k.json", "math.json", "default_compute_score.json")))
+    print("wrote", ", ".join(str(HERE / n) for n in ("gsm8k.json", "math.json", "math_dapo.json",
+                                                     "default_compute_score.json")))

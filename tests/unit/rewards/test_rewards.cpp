@@ -1,6 +1,6 @@
 // Rule rewards, reward managers and weighted combinations (include/verl/rewards/).
 // The rules against verl 0.7.1 (PyPI) verl/utils/reward_score/{gsm8k,math_reward,__init__}.py: golden vectors
-// made by tests/golden/rewards/make_golden.py, compared string for string and score for score. The manager
+// and math_dapo.py, made by tests/golden/rewards/make_golden.py, compared string for string and score for score. The manager
 // against verl 0.7.1 verl/workers/reward_manager/naive.py (placement at the last valid token, the empty
 // response's score in the last column), hand-derived cases.
 #include "catch_torch.hpp"
@@ -9,6 +9,7 @@
 #include "verl/rewards/default_compute_score.hpp"
 #include "verl/rewards/gsm8k.hpp"
 #include "verl/rewards/math_answer.hpp"
+#include "verl/rewards/math_dapo.hpp"
 #include "verl/rewards/reward_manager.hpp"
 
 #include <nlohmann/json.hpp>
@@ -147,6 +148,51 @@ TEST_CASE("math hand cases: verl's quirks", "[rewards][math]") {
   CHECK(math::compute_score("\\fbox{3}", "3") == 0.0);       // remove_boxed's assert fails: 0
 }
 
+TEST_CASE("math_dapo normalize_final_answer and compute_score equal verl 0.7.1 on every golden input",
+          "[rewards][math_dapo]") {
+  namespace dapo = verl::rewards::math_dapo;
+  const auto doc = load("math_dapo.json");
+  REQUIRE(doc.at("normalize_final_answer").size() > 450);
+  for (const auto& c : doc.at("normalize_final_answer")) {
+    const auto s = c.at("s").get<std::string>();
+    INFO("input: " << s);
+    CHECK(dapo::normalize_final_answer(s) == c.at("out").get<std::string>());
+  }
+  const auto& responses = doc.at("responses");
+  const auto& scores = doc.at("compute_score");
+  REQUIRE(scores.size() > 2000);
+  int correct = 0;
+  for (const auto& c : scores) {
+    const auto s = responses.at(c.at("i").get<std::size_t>()).get<std::string>();
+    const auto gt = c.at("gt").get<std::string>();
+    const bool strict = c.at("strict_box_verify").get<bool>();
+    INFO("response: " << s << "\nground truth: " << gt << "\nstrict_box_verify: " << strict);
+    const auto r = dapo::compute_score(s, gt, strict);
+    CHECK(r.score == c.at("score").get<double>());
+    CHECK(r.acc == c.at("acc").get<bool>());
+    CHECK(r.pred == opt_string(c.at("pred")));
+    correct += r.acc ? 1 : 0;
+  }
+  CHECK(correct > 100);
+}
+
+TEST_CASE("math_dapo hand cases: Python's regex and Unicode semantics", "[rewards][math_dapo]") {
+  namespace dapo = verl::rewards::math_dapo;
+  // `\s*` gives back whitespace so that `[^\n]+` matches one character: the group is the space before '\n'.
+  CHECK(dapo::last_answer("Answer: \n") == std::optional<std::string_view>(" "));
+  CHECK(dapo::last_answer("Answer:\n\n") == std::nullopt);
+  CHECK(dapo::last_answer("Answer:\n42\nmore") == std::optional<std::string_view>("42"));  // \s crosses lines
+  CHECK(dapo::last_answer("AN\xC5\xBFWER: 7") == std::optional<std::string_view>("7"));  // U+017F matches 's'
+  CHECK(dapo::normalize_final_answer("\xD9\xA3,\xD9\xA3") == "\xD9\xA3\xD9\xA3");  // Arabic-Indic digits: isdigit()
+  CHECK(dapo::normalize_final_answer("x = 12 cm") == "12");
+  CHECK(dapo::normalize_final_answer("\\frac12") == "\\frac{1}{2}");
+  const auto r = dapo::compute_score("So... Answer: $\\frac{1}{2}$", "\\frac12");
+  CHECK(r.score == 1.0);
+  CHECK(r.output() == verl::RewardOutput(1.0, {{"acc", 1.0}}));
+  CHECK(dapo::compute_score("no answer", "5").score == -1.0);
+  CHECK(dapo::compute_score("no answer", "5").pred == std::optional<std::string>("[INVALID]"));
+}
+
 TEST_CASE("default_compute_score dispatches on verl's data_source names", "[rewards]") {
   const auto doc = load("default_compute_score.json");
   REQUIRE(doc.at("cases").size() > 100);
@@ -159,7 +205,13 @@ TEST_CASE("default_compute_score dispatches on verl's data_source names", "[rewa
                  Catch::Contains("no reward rule for data_source \"" + ds + "\"") &&
                      Catch::Contains("\"openai/gsm8k\", \"lighteval/MATH\""));
     } else {
-      CHECK(verl::rewards::default_compute_score(ds, s, gt).score == c.at("out").get<double>());
+      const auto out = verl::rewards::default_compute_score(ds, s, gt);
+      CHECK(out.score == c.at("out").get<double>());
+      if (c.contains("acc")) {  // math_dapo's dict result: "acc" as 1 or 0
+        CHECK(out.extra == std::map<std::string, double, std::less<>>{{"acc", c.at("acc").get<bool>() ? 1.0 : 0.0}});
+      } else {
+        CHECK(out.extra.empty());
+      }
     }
   }
   const nlohmann::json extra = {{"split", "train"}};
