@@ -343,6 +343,10 @@ inline void list_files(const std::filesystem::path& dir, std::vector<std::string
     if (m.at("format").get<std::string>() != "verl-cpp checkpoint") {
       return verl::detail::concat_message("`", mpath.string(), "`: field `format` is not \"verl-cpp checkpoint\"");
     }
+    if (m.at("version").get<int>() != 1) {
+      return verl::detail::concat_message("`", mpath.string(), "`: field `version` is ", m["version"].dump(),
+                                          "; this verl-cpp reads version 1");
+    }
     const auto step = step_of_dir_name(dir.filename().string());
     if (step && m.at("step").get<std::int64_t>() != *step) {
       return verl::detail::concat_message("`", mpath.string(), "`: field `step` is ", m["step"].dump(),
@@ -581,7 +585,9 @@ class CheckpointManager {
     namespace fs = std::filesystem;
     verl::detail::check<ConfigError>(step >= 0, "verl::trainer::CheckpointManager::save: step is ", step,
                                      "; expected >= 0");
-    fs::create_directories(root_);
+    if (fs::create_directories(root_)) {
+      checkpoint::detail::fsync_directory(root_.has_parent_path() ? root_.parent_path() : fs::path("."));
+    }
     const auto final_dir = path_of(step);
     const auto tmp = detail::unique_sibling(root_, ".tmp-", final_dir.filename().string());
     fs::create_directory(tmp);

@@ -534,7 +534,10 @@ TEST_CASE("RNG restore reproduces the same random numbers", "[trainer][checkpoin
   std::mt19937_64 engine(2024);
   for (int i = 0; i < 5; ++i) (void)engine();
   CheckpointContents parts;
-  parts.rng("sampler", engine);
+  fs::path loaded_from;
+  parts.rng("sampler", engine)
+      .model("policy", [](const fs::path& p) { write_file(p / "w.bin", "w"); },
+             [&](const fs::path& p) { loaded_from = p; });
   CheckpointManager mgr(root.path, 0);
   mgr.save(1, parts);
   const auto t1 = torch::rand({8});
@@ -547,6 +550,7 @@ TEST_CASE("RNG restore reproduces the same random numbers", "[trainer][checkpoin
   CHECK(torch::equal(torch::rand({8}), t1));
   CHECK(engine() == e1);
   CHECK(torch::equal(torch::randn({3}, torch::kFloat64), n1));
+  CHECK(loaded_from == mgr.path_of(1) / "policy");  // restore() ran the model's loader
 
   // The engine's whole state (312 words) is stored, not a seed.
   const auto ckpt = mgr.load(mgr.path_of(1));
@@ -639,6 +643,14 @@ TEST_CASE("a corrupted, truncated or tampered checkpoint is refused with the fil
     write_file(mgr.path_of(2) / "MANIFEST.json", m.substr(0, m.size() / 2));
     CHECK(error_of<verl::InputError>([&] { (void)mgr.load(mgr.path_of(2)); }).find("is not valid JSON") !=
           std::string::npos);
+  }
+  SECTION("a manifest of another format version") {
+    const auto m = read_file(mgr.path_of(2) / "MANIFEST.json");
+    const auto at = m.find("\"version\": 1");
+    REQUIRE(at != std::string::npos);
+    write_file(mgr.path_of(2) / "MANIFEST.json", m.substr(0, at) + "\"version\": 2" + m.substr(at + 12));
+    CHECK(error_of<verl::InputError>([&] { (void)mgr.load(mgr.path_of(2)); })
+              .find("field `version` is 2; this verl-cpp reads version 1") != std::string::npos);
   }
   // Every variant: resume skips step 2, says why, and takes step 1 (the tracker's disagreement is reported).
   auto last = mgr.resume();
