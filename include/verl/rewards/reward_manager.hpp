@@ -364,7 +364,9 @@ class RewardManager {
     for (std::size_t i = 0; i < outputs.size(); ++i) {
       check_same_keys(outputs, ctx, i);
       info["score"].push_back(outputs[i].score);
-      for (const auto& [key, value] : outputs[i].extra) info[key].push_back(value);
+      for (const auto& [key, value] : outputs[i].extra) {
+        if (key != "score") info[key].push_back(value);  // the score is RewardOutput::score, listed above
+      }
     }
     for (const auto& [key, values] : info) {
       double sum = 0.0;

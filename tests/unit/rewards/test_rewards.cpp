@@ -353,7 +353,7 @@ TEST_CASE("RewardManager reports extra values per item and checks they line up",
   CHECK(std::isnan(nan(f.batch()).scores[1]));
 }
 
-TEST_CASE("RewardManager: an error of the rule names the item; missing inputs are named", "[rewards][manager]") {
+TEST_CASE("RewardManager names the item whose rule throws and the inputs that are missing", "[rewards][manager]") {
   const Fixture f;
   const CommaTokenizer tok;
   for (const std::size_t threads : {std::size_t{1}, std::size_t{3}}) {
@@ -465,12 +465,15 @@ TEST_CASE("RewardManager with threads: rules run concurrently, results in item o
   const auto mask = torch::ones({n, 1}, torch::kLong);                 // (B,R)
   std::vector<verl::ItemInfo> items(n, verl::ItemInfo{"", "src", "", {}});
   std::atomic<int> running{0}, most{0};
+  bool wait_for_overlap = true;
   auto slow = [&](const verl::RewardInput& in) {
     const int now = ++running;
     int seen = most.load();
     while (now > seen && !most.compare_exchange_weak(seen, now)) {}
     // Wait (bounded) until another call overlaps this one, so concurrency shows without a timing assumption.
-    for (int spin = 0; spin < 200 && most.load() < 2; ++spin) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (int spin = 0; wait_for_overlap && spin < 200 && most.load() < 2; ++spin) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     --running;
     return std::stod(std::string(in.response)) * 10.0;
   };
@@ -483,6 +486,7 @@ TEST_CASE("RewardManager with threads: rules run concurrently, results in item o
     CHECK(res.scores[static_cast<std::size_t>(i)] == 10.0 * static_cast<double>(i));
   }
   most = 0;
+  wait_for_overlap = false;
   RewardManager serial(verl::rewards::by_ref(slow), tok);
   const auto one = serial(RewardBatch{responses, mask, items, std::nullopt});
   CHECK(most.load() == 1);
