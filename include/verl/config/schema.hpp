@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <initializer_list>
 #include <limits>
 #include <map>
 #include <optional>
@@ -108,6 +109,11 @@ struct DecodeContext {
   [[noreturn]] void type_error(std::string_view expected, const Json& found) const {
     fail(verl::detail::concat_message("expected ", expected, ", found ", describe_value(found)));
   }
+  //! `s` cut to 80 characters with "..." (a whole section in a message would drown it).
+  [[nodiscard]] static std::string shorten(std::string s) {
+    if (s.size() > 80) s = s.substr(0, 77) + "...";
+    return s;
+  }
   //! "string \"yes\"", "integer 3", "float 1.5", "null", "a mapping", "a sequence".
   [[nodiscard]] static std::string describe_value(const Json& v) {
     switch (v.type()) {
@@ -117,8 +123,8 @@ struct DecodeContext {
       case Json::value_t::number_unsigned: return "integer " + detail::scalar_text(v);
       case Json::value_t::number_float: return "float " + detail::scalar_text(v);
       case Json::value_t::string: return "string " + detail::quote(v.get<std::string>());
-      case Json::value_t::object: return "a mapping " + to_flow_yaml(v);
-      case Json::value_t::array: return "a sequence " + to_flow_yaml(v);
+      case Json::value_t::object: return "a mapping " + shorten(to_flow_yaml(v));
+      case Json::value_t::array: return "a sequence " + shorten(to_flow_yaml(v));
       default: return "an unsupported value";
     }
   }
