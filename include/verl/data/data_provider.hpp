@@ -326,4 +326,9 @@ class DataProvider {
   std::vector<std::thread> workers_;  // last: started after everything above exists, joined first
 };
 
+//! `DataProvider provider(std::make_shared<RLDataset>(...), options)` deduces DataProvider<RLDataset>.
+template <class D>
+DataProvider(std::shared_ptr<D>, DataProviderOptions, const nlohmann::json& = nullptr)
+    -> DataProvider<std::remove_const_t<D>>;
+
 }  // namespace verl::data

@@ -137,6 +137,7 @@ struct PairBatch {
   at::Tensor chosen_mask;       // (B,R) int64
   at::Tensor rejected_mask;     // (B,R) int64
   std::vector<ItemInfo> items;  //!< B entries
+  std::vector<std::size_t> indices;  //!< dataset index of each row (a key for precomputed reference log-probs)
 };
 
 //! KTO batch: the matched pairs, the mismatched KL pairs (same P and R as each other), and the labels.
@@ -146,6 +147,9 @@ struct KTOBatch {
   at::Tensor kl_mask;              // (B,R) int64
   at::Tensor labels;               // (B,) bool, true = desirable
   std::vector<ItemInfo> items;
+  //! Dataset index of each row. The KL pairs depend on the batch's composition, so only the matched pairs'
+  //! reference log-probs can be precomputed per index.
+  std::vector<std::size_t> indices;
 };
 
 //! SFT batch, right-padded.
@@ -154,6 +158,7 @@ struct SFTBatch {
   at::Tensor attention_mask;  // (B,T) int64
   at::Tensor position_ids;    // (B,T) int64
   at::Tensor loss_mask;       // (B,T) int64, 1 on target tokens (never at position 0)
+  std::vector<std::size_t> indices;  //!< dataset index of each row
 };
 
 namespace detail {
@@ -379,6 +384,7 @@ class DPODataset {
       both.push_back(&ex.chosen);
       both.push_back(&ex.rejected);
       batch.items.push_back(ex.info);
+      batch.indices.push_back(i);
     }
     const auto [p, r] = detail::prompt_completion_extent(both);
     auto c = detail::scoring_layout(chosen, p, r, pad_id_);
@@ -467,6 +473,7 @@ class KTODataset {
       mismatched.push_back(processed(indices[j], indices[(j + b - 1) % b]));
       labels.push_back(examples_.at(indices[j]).label ? 1 : 0);
       batch.items.push_back(examples_.at(indices[j]).info);
+      batch.indices.push_back(indices[j]);
     }
     std::vector<const TokenizedSequence*> m, k, all;
     for (std::size_t j = 0; j < b; ++j) {
@@ -598,6 +605,7 @@ class SFTDataset {
       std::copy(m.begin(), m.end(), loss.begin() + static_cast<std::ptrdiff_t>(j * t));
     }
     SFTBatch batch;
+    batch.indices.assign(indices.begin(), indices.end());
     batch.input_ids = detail::long_tensor(ids, b, tl);        // (B,T)
     batch.attention_mask = detail::long_tensor(attn, b, tl);  // (B,T)
     batch.position_ids = detail::position_tensor(attn, b, tl);  // (B,T)

@@ -102,6 +102,7 @@ struct LoadReport {
 struct PromptBatch {
   Prompts prompts;               //!< input_ids, attention_mask, position_ids: (B,P) int64
   std::vector<ItemInfo> items;   //!< B entries
+  std::vector<std::size_t> indices;  //!< dataset index of each row
 };
 
 namespace detail {
@@ -260,6 +261,7 @@ class RLDataset {
       const auto& ex = examples_.at(i);
       rows.push_back(&ex.prompt_ids);
       batch.items.push_back(ex.info);
+      batch.indices.push_back(i);
       length = std::max(length, static_cast<std::int64_t>(ex.prompt_ids.size()));
     }
     batch.prompts = detail::left_pad(rows, length, pad_id_);

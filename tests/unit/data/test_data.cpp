@@ -123,7 +123,8 @@ std::optional<std::string> run_python(const verl::test::TempDir& dir, const std:
 
 TEST_CASE("read_jsonl: blank lines, errors with file:line and the parser's message, skip policy", "[data][jsonl]") {
   verl::test::TempDir dir("data");
-  const auto file = write_file(dir, "rows.jsonl", "{\"a\": 1}\n\n   \r\n{\"a\": \n{\"a\": 2}\n[1]\n");
+  // A byte order mark before line 1, CRLF line ends, blank and whitespace-only lines.
+  const auto file = write_file(dir, "rows.jsonl", "\xEF\xBB\xBF{\"a\": 1}\r\n\n   \r\n{\"a\": \n{\"a\": 2}\n[1]\n");
   const auto on_row = [](std::vector<int>& seen) {
     return [&seen](const nlohmann::json& row, const data::RowLocation&) {
       seen.push_back(data::detail::require_field(row, "a").get<int>());
@@ -349,7 +350,7 @@ TEST_CASE("DataProvider: exact resume across an epoch boundary while prefetch ru
              Contains("batches_consumed < 3"));
 }
 
-TEST_CASE("DataProvider: a worker's exception surfaces in next(); the position stays on that batch", "[data][provider]") {
+TEST_CASE("DataProvider: a worker's exception surfaces in next() and the position stays on that batch", "[data][provider]") {
   auto ds = std::make_shared<IndexDataset>();
   ds->fail_on = 5;  // no shuffle, batch 4: batch 1 holds 4..7
   data::DataProvider<IndexDataset> p(ds, {.batch_size = 4, .shuffle = false, .drop_last = false, .num_workers = 3});
@@ -359,7 +360,7 @@ TEST_CASE("DataProvider: a worker's exception surfaces in next(); the position s
   CHECK(p.state()["batches_consumed"] == 1);
 }
 
-TEST_CASE("DataProvider: destructor with a full queue and a batch being built; stats", "[data][provider]") {
+TEST_CASE("DataProvider: destructor with a full queue and a batch being built, and stats", "[data][provider]") {
   auto ds = std::make_shared<IndexDataset>();
   ds->delay = std::chrono::milliseconds(30);
   const auto start = std::chrono::steady_clock::now();
@@ -390,8 +391,10 @@ TEST_CASE("DataProvider over RLDataset: PromptBatch tensors and lines_skipped", 
   const auto file = write_file(dir, "p.jsonl", "{\"prompt\": \"ab\"}\nnot json\n{\"prompt\": \"cde\"}\n{\"prompt\": \"f\"}\n");
   auto ds = std::make_shared<const data::RLDataset>(
       data::RLDataset::load(file, ByteTokenizer{}, {.skip_policy = data::SkipPolicy::skip}));
-  data::DataProvider<data::RLDataset> p(ds, {.batch_size = 3, .shuffle = false});
+  data::DataProvider p(ds, {.batch_size = 3, .shuffle = false});  // deduces DataProvider<RLDataset>
+  static_assert(std::is_same_v<decltype(p), data::DataProvider<data::RLDataset>>);
   const auto b = p.next().value();
+  CHECK(b.indices == std::vector<std::size_t>{0, 1, 2});
   CHECK(row_of(b.prompts.input_ids, 0) == Ids{0, ids_of("a")[0], ids_of("b")[0]});
   CHECK(row_of(b.prompts.input_ids, 1) == ids_of("cde"));
   CHECK(b.items.at(2).prompt == "f");
