@@ -119,22 +119,19 @@ class DataProvider {
     claim_ = consumed_;
     consumed_epoch_hint_ = consumed_ / per_epoch_;
     generator_ = at::make_generator<at::CPUGeneratorImpl>(options_.seed);
-    for (std::size_t w = 0; w < options_.num_workers; ++w) workers_.emplace_back([this] { work(); });
+    try {
+      for (std::size_t w = 0; w < options_.num_workers; ++w) workers_.emplace_back([this] { work(); });
+    } catch (...) {  // a thread could not start: stop those that did, as the destructor would
+      shutdown();
+      throw;
+    }
   }
 
   DataProvider(const DataProvider&) = delete;
   DataProvider& operator=(const DataProvider&) = delete;
 
   //! Stops the workers (a batch being built is finished first) and joins them.
-  ~DataProvider() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    space_.notify_all();
-    ready_cv_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
+  ~DataProvider() { shutdown(); }
 
   //! The next batch, or nullopt once `epochs` epochs are done. Rethrows an exception of building the batch.
   [[nodiscard]] std::optional<Batch> next() {
@@ -215,6 +212,16 @@ class DataProvider {
  private:
   using Slot = std::variant<Batch, std::exception_ptr>;
 
+  void shutdown() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    space_.notify_all();
+    ready_cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
   void restore(const nlohmann::json& s) {
     const auto field = [&](const char* key) -> const nlohmann::json& {
       verl::detail::check<ConfigError>(s.is_object() && s.contains(key), "verl::data::DataProvider: the resume state ",
@@ -231,6 +238,7 @@ class DataProvider {
                                        ", this provider has ", key, " = ", nlohmann::json(mine).dump(),
                                        "; resume needs the same dataset and batching options");
     };
+    same("version", std::size_t{1});
     same("dataset_size", size_);
     same("batch_size", options_.batch_size);
     same("shuffle", options_.shuffle);
