@@ -280,7 +280,7 @@ struct DataConfig {
     v("return_raw_chat", return_raw_chat, "also keep the prompt messages before the chat template");
     v("return_full_prompt", return_full_prompt, "also keep the prompt text after the chat template");
     v("shuffle", shuffle, "shuffle the training data each epoch");
-    v("seed", seed, "seed of the shuffling; null: 1 (verl's default)");
+    v("seed", seed, "seed of the shuffling; null: a fixed default (verl: torch.Generator()'s default seed, 67280421310721)");
     v("dataloader_num_workers", dataloader_num_workers, "background workers that tokenize and prefetch; 0: inline");
     v("validation_shuffle", validation_shuffle, "shuffle the validation data");
     v("filter_overlong_prompts", filter_overlong_prompts, "drop prompts longer than max_prompt_length at load");
