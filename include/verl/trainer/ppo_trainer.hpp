@@ -21,6 +21,8 @@
 #include "verl/pipeline/filter_stages.hpp"
 #include "verl/pipeline/pipeline.hpp"
 #include "verl/pipeline/rl_stages.hpp"
+#include "verl/trainer/data_metrics.hpp"
+#include "verl/trainer/lr_schedule.hpp"
 #include "verl/trainer/ppo_update.hpp"
 
 #include <torch/optim/adamw.h>
@@ -43,6 +45,23 @@ struct OptimizerOptions {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
+  std::optional<std::int64_t> lr_warmup_steps;  //!< optim.lr_warmup_steps (unset or <= 0: use the ratio)
+  double lr_warmup_steps_ratio = 0.0;           //!< optim.lr_warmup_steps_ratio
+  std::string lr_scheduler_type = "constant";   //!< optim.lr_scheduler_type: constant | cosine | wsd | linear
+  double min_lr_ratio = 0.0;                    //!< optim.min_lr_ratio (cosine)
+  double num_cycles = 0.5;                      //!< optim.num_cycles (cosine)
+
+  //! The schedule verl builds for `total_training_steps` optimizer updates (one per trainer step).
+  [[nodiscard]] LRScheduleConfig schedule(std::int64_t total_training_steps) const {
+    LRScheduleConfig c;
+    c.lr_scheduler_type = lr_scheduler_type;
+    c.num_warmup_steps = LRScheduleConfig::resolve_warmup_steps(lr_warmup_steps, lr_warmup_steps_ratio,
+                                                                total_training_steps);
+    c.num_training_steps = total_training_steps;
+    c.min_lr_ratio = min_lr_ratio;
+    c.num_cycles = num_cycles;
+    return c;
+  }
 };
 
 //! The runtime configuration of a PPOTrainer, with verl's meanings (verl key in the comment). Batch sizes
@@ -81,6 +100,7 @@ struct PPOOptions {
   core_algos::KLControlConfig kl_ctrl;        //!< algorithm.kl_ctrl (algorithms with kl_in_reward)
 
   std::uint64_t seed = 0;                     //!< shuffling seed
+  std::int64_t total_training_steps = 1;      //!< trainer.total_training_steps (the LR schedules' length)
 
   //! Throws verl::ConfigError naming the first inconsistent field.
   void validate() const {
@@ -245,8 +265,12 @@ class PPOTrainer {
         scorer_(std::move(scorer)), options_(std::move(options)),
         actor_optimizer_(detail::make_adamw(actor_.parameters(), options_.actor_optim)),
         critic_optimizer_(make_critic_optimizer(critic_, options_)),
+        actor_scheduler_(*actor_optimizer_, options_.actor_optim.schedule(options_.total_training_steps)),
         pipeline_(make_rl_pipeline<Algorithm>(models(), scorer_, options_)) {
     options_.validate();
+    if (critic_optimizer_) {
+      critic_scheduler_.emplace(*critic_optimizer_, options_.critic_optim.schedule(options_.total_training_steps));
+    }
   }
   PPOTrainer(const PPOTrainer&) = delete;  // stages point into the trainer
   PPOTrainer& operator=(const PPOTrainer&) = delete;
@@ -259,14 +283,25 @@ class PPOTrainer {
   std::map<std::string, double> step(Pipeline<Input, Stages...>& pipeline, const PromptBatch& prompts) {
     StepContext ctx;
     ctx.step = ++global_step_;
+    const double actor_lr = actor_scheduler_.last_lr(), critic_lr = critic_scheduler_ ? critic_scheduler_->last_lr() : 0;
     const auto start = std::chrono::steady_clock::now();
     auto out = pipeline.run(prompts, ctx);
     last_batch_size_ = out.size();
     const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
     ctx.record("timing_s/step", seconds.count());
-    ctx.record("training/global_step", static_cast<double>(global_step_));
-    ctx.record("actor/lr", actor_optimizer_->param_groups().front().options().get_lr());
-    return ctx.reduced();
+    // verl steps a model's LR schedule once per update call (none during the critic warm-up for the actor).
+    if (ctx.metrics.count("actor/pg_loss") != 0) {
+      ctx.record("actor/lr", actor_lr);
+      actor_scheduler_.step();
+    }
+    if (critic_scheduler_ && ctx.metrics.count("critic/vf_loss") != 0) {
+      ctx.record("critic/lr", critic_lr);
+      critic_scheduler_->step();
+    }
+    auto metrics = ctx.reduced();
+    metrics["training/global_step"] = static_cast<double>(global_step_);
+    add_batch_metrics(out, metrics);
+    return metrics;
   }
 
   //! A fresh copy of the default pipeline, bound to this trainer's models, to edit and pass to step().
@@ -296,10 +331,37 @@ class PPOTrainer {
   [[nodiscard]] torch::optim::Optimizer* critic_optimizer() { return critic_optimizer_.get(); }
   [[nodiscard]] const PPOOptions& options() const { return options_; }
   [[nodiscard]] std::int64_t global_step() const { return global_step_; }
+  [[nodiscard]] LRScheduler& actor_scheduler() { return actor_scheduler_; }
+  [[nodiscard]] LRScheduler* critic_scheduler() { return critic_scheduler_ ? &*critic_scheduler_ : nullptr; }
   //! Restores the step counter (when resuming from a checkpoint).
   void set_global_step(std::int64_t step) { global_step_ = step; }
 
  private:
+  // verl's compute_data_metrics, compute_timing_metrics and compute_throughout_metrics on the step's final batch.
+  template <class B>
+  static void add_batch_metrics(const B& out, std::map<std::string, double>& metrics) {
+    using namespace verl::fields;
+    if constexpr (BatchWith<B, token_level_scores, token_level_rewards, advantages, returns, response_mask,
+                            attention_mask, responses>) {
+      DataMetricsInputs in;
+      in.token_level_scores = out.template get<token_level_scores>();
+      in.token_level_rewards = out.template get<token_level_rewards>();
+      in.advantages = out.template get<advantages>();
+      in.returns = out.template get<returns>();
+      if constexpr (B::template has<values>) in.values = out.template get<values>();
+      in.response_mask = out.template get<response_mask>();
+      in.attention_mask = out.template get<attention_mask>();
+      for (const auto& [k, v] : compute_data_metrics(in, B::template has<values>)) metrics[k] = v;
+      std::map<std::string, double> timing;
+      for (const auto& [k, v] : metrics)
+        if (k.rfind("timing_s/", 0) == 0) timing[k.substr(9)] = v;
+      const auto width = out.template get<responses>().size(1);
+      for (const auto& [k, v] : compute_timing_metrics(timing, token_counts(in.attention_mask, width))) metrics[k] = v;
+      for (const auto& [k, v] : compute_throughout_metrics(timing, global_token_num(in.attention_mask), 1))
+        metrics[k] = v;
+    }
+  }
+
   static std::unique_ptr<torch::optim::AdamW> make_critic_optimizer(Critic& critic, const PPOOptions& o) {
     if constexpr (Set::has_critic) return detail::make_adamw(critic.parameters(), o.critic_optim);
     else return nullptr;
@@ -316,6 +378,8 @@ class PPOTrainer {
   PPOOptions options_;
   std::unique_ptr<torch::optim::AdamW> actor_optimizer_;
   std::unique_ptr<torch::optim::AdamW> critic_optimizer_;
+  LRScheduler actor_scheduler_;
+  std::optional<LRScheduler> critic_scheduler_;
   pipeline_type pipeline_;
   std::int64_t global_step_ = 0;
   std::int64_t last_batch_size_ = 0;
