@@ -65,9 +65,13 @@ struct Weighted {
 //! A term of a combination: `reward` scaled by `weight` (finite; may be negative, e.g. a length penalty),
 //! reported as `name`. The reward is copied or moved in; pass `by_ref(r)` to keep using one you own.
 template <class R>
-  requires Reward<std::decay_t<R>>
-[[nodiscard]] Weighted<std::decay_t<R>> weighted(R&& reward, double weight, std::string name = {}) {
-  return Weighted<std::decay_t<R>>{std::forward<R>(reward), weight, std::move(name)};
+[[nodiscard]] auto weighted(R&& reward, double weight, std::string name = {}) {
+  using D = std::decay_t<R>;
+  if constexpr (!Reward<D>) {
+    static_assert(check_reward<D>());  // one line saying what a reward needs (and no follow-up errors)
+  } else {
+    return Weighted<D>{std::forward<R>(reward), weight, std::move(name)};
+  }
 }
 
 //! A weighted sum of rewards, built by combine(). Scores `sum_i weight_i * score_i` in term order.

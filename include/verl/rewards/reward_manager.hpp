@@ -258,10 +258,24 @@ std::vector<RewardOutput> score_all(R& reward, const ScoringContext& ctx) {
 
 }  // namespace detail
 
+namespace detail {
+//! One readable static_assert when R is neither a Reward nor a combination (verl::check_reward's messages).
+template <class R>
+consteval bool check_managed_reward() {
+  if constexpr (is_combined_v<R>) {
+    return true;
+  } else {
+    return check_reward<R>();
+  }
+}
+}  // namespace detail
+
 //! Decodes, scores and places rewards for a batch (see the file comment). `R` is a rule function, a reward
 //! model or a combine(...) of them; the decoder is needed when a rule is involved.
-template <ManagedReward R>
+template <class R>
 class RewardManager {
+  static_assert(detail::check_managed_reward<R>());
+
  public:
   //! Decodes token ids to text (skipping special tokens, as verl's skip_special_tokens=True).
   using Decode = std::function<std::string(const std::vector<std::int64_t>&)>;
