@@ -71,6 +71,12 @@ struct RewardBatch {
   std::optional<TokenBatch> sequences;   //!< prompt + response; needed when a term is a reward model
 };
 
+//! The RewardBatch of a rollout (verl::Actor::generate's output) and its items: valid tokens from
+//! response_mask, sequences for reward models from the rollout's full input_ids / attention_mask / position_ids.
+[[nodiscard]] inline RewardBatch make_reward_batch(const Rollout& rollout, std::span<const ItemInfo> items) {
+  return RewardBatch{rollout.responses, rollout.response_mask, items, rollout.token_batch()};
+}
+
 //! What a RewardManager returns.
 struct RewardResult {
   at::Tensor token_level_scores;  // (B,R) float32, the score on each response's last valid token

@@ -282,6 +282,23 @@ TEST_CASE("RewardManager decodes the valid tokens and places the score on the la
   CHECK(res.reward_extra_info.empty());  // a bare score, like a float from verl's compute_score
   CHECK(res.metrics.empty());
 
+  // An empty batch gives an empty (0,R) tensor.
+  const auto none = manager(RewardBatch{f.responses.slice(0, 0, 0), f.mask.slice(0, 0, 0), {}, std::nullopt});
+  CHECK(none.token_level_scores.sizes() == torch::IntArrayRef({0, 4}));
+  CHECK(none.scores.empty());
+
+  // From a rollout: the same placement, and the sequences a reward model would read.
+  verl::Rollout rollout;
+  rollout.responses = f.responses;
+  rollout.response_mask = f.mask;
+  const auto seq = f.sequences();
+  rollout.input_ids = seq.input_ids;
+  rollout.attention_mask = seq.attention_mask;
+  rollout.position_ids = seq.position_ids;
+  const auto from_rollout = verl::rewards::make_reward_batch(rollout, f.items);
+  CHECK(from_rollout.sequences->response_length == 4);
+  CHECK(torch::equal(manager(from_rollout).token_level_scores, res.token_level_scores));
+
   // Scores are rounded to float32 as verl's float32 reward tensor rounds them; the doubles are kept.
   RewardManager tenth([](const verl::RewardInput&) { return 0.1; }, tok);
   const auto t = tenth(f.batch());
@@ -485,6 +502,9 @@ TEST_CASE("RewardManager with threads: rules run concurrently, results in item o
     CHECK(res.responses[static_cast<std::size_t>(i)] == std::to_string(i));
     CHECK(res.scores[static_cast<std::size_t>(i)] == 10.0 * static_cast<double>(i));
   }
+  // num_threads = 0: one thread per core; the same results.
+  RewardManager per_core(verl::rewards::by_ref(slow), tok, RewardManagerOptions{.num_threads = 0});
+  CHECK(per_core(RewardBatch{responses, mask, items, std::nullopt}).scores == res.scores);
   most = 0;
   wait_for_overlap = false;
   RewardManager serial(verl::rewards::by_ref(slow), tok);
