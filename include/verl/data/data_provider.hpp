@@ -228,12 +228,16 @@ class DataProvider {
                                        "has no \"", key, "\"; expected the JSON that DataProvider::state() returned");
       return s.at(key);
     };
+    // A non-negative integer: parsed JSON holds it as unsigned, a json built in memory may hold it as signed.
+    const auto natural = [](const nlohmann::json& v) {
+      return v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0);
+    };
     const auto same = [&](const char* key, const auto& mine) {
       using V = std::remove_cvref_t<decltype(mine)>;
       const nlohmann::json& v = field(key);
       bool ok = false;
       if constexpr (std::is_same_v<V, bool>) ok = v.is_boolean() && v.get<bool>() == mine;
-      else ok = v.is_number_unsigned() && v.get<std::uint64_t>() == static_cast<std::uint64_t>(mine);
+      else ok = natural(v) && v.get<std::uint64_t>() == static_cast<std::uint64_t>(mine);
       verl::detail::check<ConfigError>(ok, "verl::data::DataProvider: the resume state has ", key, " = ", v.dump(),
                                        ", this provider has ", key, " = ", nlohmann::json(mine).dump(),
                                        "; resume needs the same dataset and batching options");
@@ -246,7 +250,7 @@ class DataProvider {
     if (options_.shuffle) same("seed", options_.seed);
     const nlohmann::json& e = field("epoch");
     const nlohmann::json& b = field("batches_consumed");
-    verl::detail::check<ConfigError>(e.is_number_unsigned() && b.is_number_unsigned() && b.get<std::uint64_t>() < per_epoch_,
+    verl::detail::check<ConfigError>(natural(e) && natural(b) && b.get<std::uint64_t>() < per_epoch_,
                                      "verl::data::DataProvider: the resume state has epoch = ", e.dump(),
                                      ", batches_consumed = ", b.dump(), "; expected non-negative integers with "
                                      "batches_consumed < ", per_epoch_, " (batches per epoch)");

@@ -344,6 +344,10 @@ TEST_CASE("DataProvider: exact resume across an epoch boundary while prefetch ru
              Contains("batch_size = 2") && Contains("batch_size = 3"));
   CHECK_THAT(error_of<verl::ConfigError>([&] { data::DataProvider<IndexDataset> x(ds, {.batch_size = 2, .seed = 4}, s); }),
              Contains("seed"));
+  CHECK_NOTHROW(data::DataProvider<IndexDataset>(ds, opt, s));  // in memory (signed integers) as well as parsed
+  auto v2 = s;
+  v2["version"] = 2;
+  CHECK_THAT(error_of<verl::ConfigError>([&] { data::DataProvider<IndexDataset> x(ds, opt, v2); }), Contains("version = 2"));
   auto bad = s;
   bad["batches_consumed"] = 3;
   CHECK_THAT(error_of<verl::ConfigError>([&] { data::DataProvider<IndexDataset> x(ds, opt, bad); }),
