@@ -51,6 +51,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <span>
@@ -98,6 +99,10 @@ struct RewardManagerOptions {
   std::size_t num_threads = 1;
   //! Refuse a NaN or infinite score with an error naming the item (verl would train on it).
   bool check_finite = true;
+  //! verl's num_examine: print the prompt, response, ground truth and score(s) of the first this many items
+  //! of each data_source in every batch to `examine_to` (as verl prints "[prompt] ...", "[response] ...").
+  std::size_t num_examine = 0;
+  std::ostream* examine_to = nullptr;  //!< nullptr: std::cout
 };
 
 //! Writes `scores` (B,) on the last valid token of each row of `valid_mask` (B,R): column L-1 where L is
@@ -341,6 +346,7 @@ class RewardManager {
     result.token_level_scores =
         place_at_last_valid_token(scores, batch.response_mask.to(at::kCPU)).to(batch.responses.device());  // (B,R)
     collect_extra(outputs, ctx, result);
+    if (options_.num_examine > 0 && rules) examine(batch, result, outputs);
     return result;
   }
 
@@ -370,6 +376,19 @@ class RewardManager {
                                        e);
         });
     return texts;
+  }
+
+  //! verl's num_examine printing, in item order.
+  void examine(const RewardBatch& batch, const RewardResult& result, const std::vector<RewardOutput>& outputs) const {
+    std::ostream& out = options_.examine_to != nullptr ? *options_.examine_to : std::cout;
+    std::map<std::string, std::size_t, std::less<>> printed;
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+      const ItemInfo& item = batch.items[i];
+      if (printed[item.data_source]++ >= options_.num_examine) continue;
+      out << "[prompt] " << item.prompt << "\n[response] " << result.responses[i] << "\n[ground_truth] "
+          << item.ground_truth << "\n[score] " << outputs[i].score << "\n";
+      for (const auto& [key, value] : outputs[i].extra) out << "[" << key << "] " << value << "\n";
+    }
   }
 
   static void collect_extra(const std::vector<RewardOutput>& outputs, const detail::ScoringContext& ctx,

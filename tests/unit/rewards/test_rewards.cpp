@@ -20,6 +20,7 @@
 #include <cmath>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -353,6 +354,15 @@ TEST_CASE("RewardManager reports extra values per item and checks they line up",
   CHECK(res.reward_extra_info.at("score") == std::vector<double>{0.0, 2.0, 0.0});  // verl: the dict's "score"
   CHECK(res.metrics.at("reward/acc/mean") == 1.0 / 3.0);
   CHECK(res.metrics.at("reward/score/mean") == 2.0 / 3.0);
+
+  // verl's num_examine: the first item of each data_source is printed.
+  std::ostringstream log;
+  manager.options().num_examine = 1;
+  manager.options().examine_to = &log;
+  (void)manager(f.batch());
+  CHECK(log.str() ==
+        "[prompt] p0\n[response] 5,6,7\n[ground_truth] 0\n[score] 0\n[acc] 0\n"
+        "[prompt] p1\n[response] 1,2,3,4\n[ground_truth] 1\n[score] 2\n[acc] 1\n");
 
   RewardManager ragged(
       [](const verl::RewardInput& in) {
