@@ -130,8 +130,8 @@ struct KTOExample {
   ItemInfo info;
 };
 
-//! DPO batch: chosen and rejected in TokenBatch scoring layout with one P and one R; masks (B,R) float-free
-//! int64, 1 on scored completion tokens.
+//! DPO batch: chosen and rejected in TokenBatch scoring layout with one P and one R; the (B,R) int64 masks
+//! are 1 on the scored completion tokens.
 struct PairBatch {
   TokenBatch chosen, rejected;  //!< input_ids/attention_mask/position_ids (B,P+R), response_length R
   at::Tensor chosen_mask;       // (B,R) int64
@@ -220,13 +220,15 @@ inline ItemInfo row_info(const nlohmann::json& row, std::string prompt) {
   return info;
 }
 
-//! Sequences in TokenBatch scoring layout: prompt left-padded to P, completion right-padded to R. P and R are
-//! at least 1 and at least `min_p` / `min_r`.
+//! Sequences in TokenBatch scoring layout (prompt left-padded to P, completion right-padded to R) and their
+//! (B,R) completion mask.
 struct ScoringLayout {
   TokenBatch batch;
   at::Tensor mask;  // (B,R)
 };
 
+//! (P, R): the longest prompt and the longest completion of `rows`, each at least 1 (TokenBatch needs R >= 1
+//! and a column before the first scored one).
 inline std::pair<std::int64_t, std::int64_t> prompt_completion_extent(std::span<const TokenizedSequence* const> rows) {
   std::int64_t p = 1, r = 1;
   for (const auto* s : rows) {
