@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <string>
@@ -110,6 +111,8 @@ struct Ticks {
 };
 
 [[nodiscard]] inline Ticks nice_ticks(double lo, double hi, int target = 5) {
+  verl::detail::check<InputError>(std::isfinite(hi - lo), "verl::trainer::render_svg: data range [", lo, ", ", hi,
+                                  "] is too wide to draw, expected a finite hi - lo");
   if (!(lo < hi)) {  // one value (or none): a unit-wide range around it
     const double pad = lo == 0 ? 1.0 : std::fabs(lo) * 0.5;
     lo -= pad;

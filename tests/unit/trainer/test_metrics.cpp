@@ -543,6 +543,8 @@ TEST_CASE("SVG: well-formed, polyline points map the data ranges onto the axes (
   const auto none = render_svg({Panel{"nothing", {Series{"x", {1}, {nan}}}}});
   xml_elements(none);
   CHECK(none.find(">no data</text>") != std::string::npos);
+  CHECK_THAT(error_of<verl::InputError>([] { (void)render_svg({Panel{"w", {Series{"s", {0, 1}, {-1e308, 1e308}}}}}); }),
+             Catch::Contains("is too wide to draw"));
   CHECK_THAT(error_of<verl::InputError>([] { (void)render_svg({Panel{"p", {Series{"s", {1, 2}, {1}}}}}); }),
              Catch::Contains("series `s` has 2 steps and 1 values"));
 }
