@@ -102,7 +102,8 @@ def data_cases():
         batch = DataProto.from_dict(tensors=t)
         metrics = mu.compute_data_metrics(batch, use_critic=critic)
         inputs = {k: v for k, v in t.items() if k != "responses" and (critic or k != "values")}
-        out.append(case(name, inputs, {}, {"use_critic": critic, "metrics": {k: num(v) for k, v in metrics.items()}}))
+        out.append(case(name, inputs, {},
+                        {"use_critic": critic, "metrics": {k: num(v) for k, v in sorted(metrics.items())}}))
 
         # timing and throughput on the same batch
         timing_raw = {"gen": 1.25, "reward": 0.125, "old_log_prob": 0.5, "ref": 0.375, "adv": 0.01,
@@ -115,8 +116,8 @@ def data_cases():
         th = mu.compute_throughout_metrics(batch, timing_raw, n_gpus=n_gpus)
         out.append(case(name.replace("data/", "timing/"), {"attention_mask": t["attention_mask"]}, {},
                         {"timing_raw": timing_raw, "response_width": r, "n_gpus": n_gpus,
-                         "timing_metrics": {k: num(v) for k, v in tm.items()},
-                         "throughput_metrics": {k: num(v) for k, v in th.items()}}))
+                         "timing_metrics": {k: num(v) for k, v in sorted(tm.items())},
+                         "throughput_metrics": {k: num(v) for k, v in sorted(th.items())}}))
     return out
 
 
@@ -150,7 +151,8 @@ def validation_cases():
                     core = var == core_var and any(metric.startswith(p) for p in ["mean", "maj", "best"]) \
                         and f"@{n_max}" in metric
                     flat[f"{'val-core' if core else 'val-aux'}/{src}/{var}/{metric}"] = num(val)
-        out.append(case(name, {}, {}, {"data_sources": sources, "uids": uids, "infos": infos, "metrics": flat}))
+        out.append(case(name, {}, {}, {"data_sources": sources, "uids": uids, "infos": infos,
+                                       "metrics": dict(sorted(flat.items()))}))
     return out
 
 
@@ -190,6 +192,7 @@ def console_cases():
 
 
 def main():
+    # Metric dicts are written with sorted keys: verl builds some from sets, whose order varies with the hash seed.
     torch.set_num_threads(1)
     cases = data_cases() + validation_cases() + progress_cases() + console_cases()
     write_golden(HERE / "metrics.json",
