@@ -141,6 +141,16 @@ class Actor {
   //! Writes a Hugging Face directory that transformers loads as AutoModelForCausalLM (save_causal_lm).
   void save(const std::filesystem::path& dir, const SaveOptions& options = {}) { save_causal_lm(lm_, dir, options); }
 
+  //! The trainable tensors by their Hugging Face names.
+  [[nodiscard]] torch::OrderedDict<std::string, at::Tensor> named_parameters() const { return lm_->named_parameters(); }
+
+  //! Copies the weights of a Hugging Face directory (e.g. one save() wrote) into this actor's parameters in
+  //! place, so optimizers and the rollout engine holding them see the new values (load_weights' checks).
+  void load_weights(const std::filesystem::path& dir) {
+    const auto reader = checkpoint::CheckpointReader::open(dir);
+    models::load_weights(lm_, reader, dir.string());
+  }
+
   [[nodiscard]] CausalLM& lm() { return lm_; }
   [[nodiscard]] const CausalLM& lm() const { return lm_; }
   [[nodiscard]] const ActorOptions& options() const { return options_; }

@@ -136,6 +136,33 @@ class Critic {
                             /*write_dropout=*/true, "ForTokenClassification", dir, options);
   }
 
+  //! The trainable tensors by their Hugging Face names (the names save() writes).
+  [[nodiscard]] torch::OrderedDict<std::string, at::Tensor> named_parameters() const {
+    return module_->named_parameters();
+  }
+
+  //! Copies the weights of a directory written by save() into this critic's parameters in place (so an
+  //! optimizer holding them keeps working, e.g. when a trainer resumes). Throws verl::InputError listing the
+  //! missing tensors, verl::ShapeError naming one whose shape differs.
+  void load_weights(const std::filesystem::path& dir) {
+    const auto reader = checkpoint::CheckpointReader::open(dir);
+    const at::NoGradGuard no_grad;
+    std::vector<std::string> missing;
+    for (auto& item : module_->named_parameters()) {
+      if (!reader.contains(item.key())) {
+        missing.push_back(item.key());
+        continue;
+      }
+      const auto t = reader.tensor(item.key());
+      verl::detail::check<ShapeError>(t.sizes() == item.value().sizes(), "verl::models::Critic::load_weights: `",
+                                      item.key(), "` in ", dir.string(), " has shape ", t.sizes(), ", expected ",
+                                      item.value().sizes());
+      item.value().copy_(t);
+    }
+    verl::detail::check<InputError>(missing.empty(), "verl::models::Critic::load_weights: ", dir.string(),
+                                    " lacks ", missing.size(), " tensor(s): ", detail::join_names(missing));
+  }
+
   [[nodiscard]] TokenValueModel& module() { return module_; }
   [[nodiscard]] const TokenValueModel& module() const { return module_; }
 

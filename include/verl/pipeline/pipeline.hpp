@@ -136,6 +136,7 @@ class Pipeline {
 
   //! The stages, in order (for editing, or to reach a stage's state such as a replay buffer).
   [[nodiscard]] const std::tuple<Stages...>& stages() const& { return stages_; }
+  [[nodiscard]] std::tuple<Stages...>& stages() & { return stages_; }
   [[nodiscard]] std::tuple<Stages...>&& stages() && { return std::move(stages_); }
   //! The stage of type S (which must occur exactly once).
   template <class S>

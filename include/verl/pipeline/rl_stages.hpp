@@ -88,7 +88,8 @@ at::Tensor no_grad_micro_batched(const B& batch, std::int64_t micro_batch_size, 
 //! Samples `params.n` responses per prompt with the actor's generate() (verl: generate_sequences). The output
 //! has the prompt batch's items and extra fields repeated n times (samples of one prompt adjacent, verl's
 //! repeat(interleave=True)), the full sequences as input_ids/attention_mask/position_ids, and a uid per prompt
-//! that keeps increasing across steps.
+//! that keeps increasing across steps. With a seed in `params`, call k samples with seed + next_uid (the
+//! number of prompts generated before it), so steps differ and a resumed run draws what the original would.
 template <ActorModel Actor>
 struct Generate {
   static constexpr std::string_view name = "gen";
@@ -104,7 +105,9 @@ struct Generate {
     const c10::NoGradGuard no_grad;
     const Prompts p{batch.template get<input_ids>(), batch.template get<attention_mask>(),
                     batch.template get<position_ids>()};
-    const Rollout r = actor->generate(p, params);
+    SamplingParams call_params = params;
+    if (call_params.seed) *call_params.seed += static_cast<std::uint64_t>(next_uid);
+    const Rollout r = actor->generate(p, call_params);
     r.validate();
     const auto b = batch.size();
     const auto uids = at::arange(next_uid, next_uid + b, at::kLong).repeat_interleave(params.n);  // (B*n,)

@@ -27,6 +27,7 @@
 #include <boost/hana/tuple.hpp>
 #include <boost/hana/type.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -65,20 +66,30 @@ template <class A, class B>
 using concat_fields_t = typename detail::concat_field_lists<A, B>::type;
 
 //! What every stage of one step shares besides the batch: the step number and the metrics the stages report
-//! (verl's names: actor/pg_loss, critic/vf_loss, timing_s/gen, ...). Values recorded several times in a step
-//! are averaged by the trainer (verl's reduce_metrics).
+//! (verl's names: actor/pg_loss, critic/vf_loss, timing_s/gen, ...), each a list of values (verl's
+//! append_to_dict) reduced at the end of the step by verl 0.7.1's reduce_metrics rule.
 struct StepContext {
   std::int64_t step = 0;  //!< 1-based global step (verl's global_steps)
   std::map<std::string, std::vector<double>, std::less<>> metrics;
 
   void record(std::string_view name, double value) { metrics[std::string(name)].push_back(value); }
-  //! The mean of each metric's values (verl's reduce_metrics).
+  //! One value per metric, as verl's reduce_metrics: the max of the values when the name contains "max", else
+  //! the min when it contains "min", else the mean.
   [[nodiscard]] std::map<std::string, double> reduced() const {
     std::map<std::string, double> out;
     for (const auto& [name, values] : metrics) {
-      double sum = 0;
-      for (double v : values) sum += v;
-      out[name] = values.empty() ? 0.0 : sum / static_cast<double>(values.size());
+      if (values.empty()) continue;
+      double r = values.front();
+      if (name.find("max") != std::string::npos) {
+        for (double v : values) r = std::max(r, v);
+      } else if (name.find("min") != std::string::npos) {
+        for (double v : values) r = std::min(r, v);
+      } else {
+        double sum = 0;
+        for (double v : values) sum += v;
+        r = sum / static_cast<double>(values.size());
+      }
+      out[name] = r;
     }
     return out;
   }

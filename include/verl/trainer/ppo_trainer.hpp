@@ -21,7 +21,10 @@
 #include "verl/pipeline/filter_stages.hpp"
 #include "verl/pipeline/pipeline.hpp"
 #include "verl/pipeline/rl_stages.hpp"
+#include "verl/trainer/checkpoint_manager.hpp"
 #include "verl/trainer/data_metrics.hpp"
+#include "verl/trainer/metrics.hpp"
+#include "verl/trainer/progress_bar.hpp"
 #include "verl/trainer/lr_schedule.hpp"
 #include "verl/trainer/ppo_update.hpp"
 
@@ -167,6 +170,29 @@ struct FilterGroupsOptions {
   std::int64_t pad_token_id = 0;         //!< pads rollouts of different widths when they are concatenated
 };
 
+//! The loop around PPOTrainer::step (verl's trainer.* keys).
+struct FitOptions {
+  std::int64_t total_training_steps = 1;  //!< trainer.total_training_steps: the loop ends at this global step
+  std::int64_t save_freq = -1;            //!< trainer.save_freq: checkpoint every k steps and at the end (<= 0: never)
+  std::filesystem::path checkpoint_dir;   //!< trainer.default_local_dir
+  int max_ckpt_to_keep = 0;               //!< trainer.max_actor_ckpt_to_keep (<= 0: all)
+  bool resume = true;                     //!< trainer.resume_mode: auto (true) or disable (false)
+  bool save_optimizer = true;             //!< keep optimizer states in checkpoints
+  bool save_training_state = true;        //!< keep schedulers, RNG, data position, KL controller
+  std::string config_text;                //!< the effective config, saved as config.yaml in each checkpoint
+  std::int64_t test_freq = -1;            //!< trainer.test_freq: run `validate` every k steps and at the end
+  bool val_before_train = false;          //!< trainer.val_before_train
+  bool progress_bar = true;               //!< a console bar over the steps (only on a terminal)
+};
+
+//! What fit() did.
+struct FitResult {
+  std::int64_t first_step = 0;                 //!< the first step run (resumed step + 1)
+  std::int64_t last_step = 0;                  //!< the last step run (== total_training_steps unless data ran out)
+  std::optional<std::int64_t> resumed_from;    //!< the checkpoint step resumed from
+  std::map<std::string, double> last_metrics;  //!< the metrics of the last step
+};
+
 //! The pointers a pipeline's stages hold.
 template <class Actor, class Critic, class Reference>
 struct PipelineModels {
@@ -304,6 +330,79 @@ class PPOTrainer {
     return metrics;
   }
 
+  //! verl's fit loop: resume from the latest complete checkpoint under fo.checkpoint_dir (when fo.resume), then
+  //! run steps up to fo.total_training_steps on batches from the data provider, recording every step's metrics
+  //! in `registry` (its exporters write them), validating every test_freq steps and checkpointing every
+  //! save_freq steps and at the end. `make_provider(resume_state)` builds the prompt source: resume_state is
+  //! null for a fresh start, else the provider state saved in the checkpoint (verl::data::DataProvider's
+  //! constructor argument); the provider's next() returns std::optional of a batch with `prompts`
+  //! (verl::Prompts) and `items`. `validate(step)` (optional) returns validation metrics to record.
+  //! Checkpoints hold the actor (and critic) in Hugging Face layout, their AdamW states, LR schedules, the
+  //! KL controller, the CPU RNG, the data position, the step and the config text; resuming and running on gives
+  //! bit-identical weights to an uninterrupted run (same threads, CPU).
+  template <class MakeProvider>
+  FitResult fit(MakeProvider&& make_provider, MetricsRegistry& registry, const FitOptions& fo,
+                const std::function<std::map<std::string, double>(std::int64_t)>& validate = {}) {
+    verl::detail::check<ConfigError>(fo.total_training_steps >= 1, "verl::trainer::PPOTrainer::fit: "
+                                     "trainer.total_training_steps is ", fo.total_training_steps, ", expected >= 1");
+    const bool checkpointing = fo.save_freq > 0 || fo.resume;
+    verl::detail::check<ConfigError>(!(fo.save_freq > 0 && fo.checkpoint_dir.empty()), "verl::trainer::PPOTrainer::fit: "
+                                     "trainer.save_freq is ", fo.save_freq, " but trainer.default_local_dir is empty");
+    FitResult result;
+    nlohmann::json data_state = nullptr;
+    using Provider = std::remove_reference_t<decltype(*make_provider(nlohmann::json()))>;
+    std::unique_ptr<Provider> provider;
+    CheckpointContents parts;
+    std::optional<CheckpointManager> manager;
+    if (checkpointing && !fo.checkpoint_dir.empty()) {
+      CheckpointOptions co;
+      co.keep_last_n = fo.max_ckpt_to_keep;
+      co.save_optimizer = fo.save_optimizer;
+      co.save_training_state = fo.save_training_state;
+      manager.emplace(fo.checkpoint_dir, co);
+      register_checkpoint_parts(parts, provider, data_state);
+      if (!fo.config_text.empty()) parts.config_text(fo.config_text);
+      if (fo.resume) {
+        if (auto last = manager->resume()) {
+          last->restore(parts);
+          global_step_ = last->step();
+          result.resumed_from = last->step();
+        }
+      }
+    }
+    provider = make_provider(data_state);
+    if (fo.val_before_train && validate && global_step_ == 0) record_and_commit(registry, 0, validate(0));
+    result.first_step = global_step_ + 1;
+    ProgressBarOptions bar_options;
+    bar_options.total = fo.total_training_steps;
+    bar_options.desc = "Training Progress";
+    if (!fo.progress_bar) bar_options.show = ProgressBarOptions::Show::never;
+    ProgressBar bar(bar_options);
+    bar.advance(global_step_);
+    while (global_step_ < fo.total_training_steps) {
+      auto next = provider->next();
+      if (!next) break;
+      PromptBatch prompts(next->prompts.input_ids, next->prompts.attention_mask, next->prompts.position_ids,
+                          std::move(next->items));
+      auto metrics = step(prompts);
+      const bool last = global_step_ == fo.total_training_steps;
+      if (validate && fo.test_freq > 0 && (last || global_step_ % fo.test_freq == 0)) {
+        for (const auto& [k, v] : validate(global_step_)) metrics[k] = v;
+      }
+      if (manager && fo.save_freq > 0 && (last || global_step_ % fo.save_freq == 0)) {
+        const auto t0 = std::chrono::steady_clock::now();
+        manager->save(global_step_, parts);
+        metrics["timing_s/save_checkpoint"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
+      bar.set_postfix(MetricMap{{"reward", metrics.count("critic/score/mean") ? metrics.at("critic/score/mean") : 0.0}});
+      bar.advance();
+      record_and_commit(registry, global_step_, metrics);
+      result.last_metrics = std::move(metrics);
+    }
+    result.last_step = global_step_;
+    return result;
+  }
+
   //! A fresh copy of the default pipeline, bound to this trainer's models, to edit and pass to step().
   [[nodiscard]] pipeline_type default_pipeline() { return make_rl_pipeline<Algorithm>(models(), scorer_, options_); }
 
@@ -337,6 +436,64 @@ class PPOTrainer {
   void set_global_step(std::int64_t step) { global_step_ = step; }
 
  private:
+  static void record_and_commit(MetricsRegistry& registry, std::int64_t step, const std::map<std::string, double>& m) {
+    for (const auto& [k, v] : m) registry.record(k, v);
+    registry.commit(step);
+  }
+
+  // What a checkpoint holds; the data position is read into `data_state` at restore (the provider is built
+  // from it afterwards) and taken from `provider` at save.
+  template <class Provider>
+  void register_checkpoint_parts(CheckpointContents& parts, std::unique_ptr<Provider>& provider,
+                                 nlohmann::json& data_state) {
+    add_model_parts("actor", actor_, *actor_optimizer_, parts);
+    parts.scheduler("actor", actor_scheduler_);
+    if constexpr (Set::has_critic) {
+      add_model_parts("critic", critic_, *critic_optimizer_, parts);
+      parts.scheduler("critic", *critic_scheduler_);
+    }
+    parts.state(
+        "trainer", [this] { return nlohmann::json{{"global_step", global_step_}, {"pipeline", pipeline_state()}}; },
+        [this](const nlohmann::json& s) { load_pipeline_state(s.at("pipeline")); });
+    parts.data_position([&provider] { return provider ? provider->state() : nlohmann::json(); },
+                        [&data_state](const nlohmann::json& s) { data_state = s; });
+  }
+
+  template <class M>
+  static void add_model_parts(const std::string& name, M& model, torch::optim::Optimizer& optimizer,
+                              CheckpointContents& parts) {
+    if constexpr (requires(const std::filesystem::path& p) {
+                    model.save(p);
+                    model.load_weights(p);
+                    model.named_parameters();
+                  }) {
+      parts.model(name, [&model](const std::filesystem::path& p) { model.save(p); },
+                  [&model](const std::filesystem::path& p) { model.load_weights(p); });
+      parts.optimizer(name, optimizer, model.named_parameters());
+    } else {
+      throw ConfigError(verl::detail::concat_message(
+          "verl::trainer::PPOTrainer::fit: checkpointing needs the ", name, " model to have save(dir), "
+          "load_weights(dir) and named_parameters() (verl::models::Actor and Critic do)"));
+    }
+  }
+
+  // State of the default pipeline that a resume must restore: the KL controller and the uid counter.
+  nlohmann::json pipeline_state() {
+    nlohmann::json s = nlohmann::json::object();
+    s["next_uid"] = std::get<0>(pipeline_.stages()).next_uid;
+    if constexpr (Algorithm::kl_in_reward) {
+      std::visit([&](const auto& c) { s["kl_coef"] = c.value; }, kl_stage().controller);
+    }
+    return s;
+  }
+  void load_pipeline_state(const nlohmann::json& s) {
+    std::get<0>(pipeline_.stages()).next_uid = s.at("next_uid").template get<std::int64_t>();
+    if constexpr (Algorithm::kl_in_reward) {
+      std::visit([&](auto& c) { c.value = s.at("kl_coef").template get<double>(); }, kl_stage().controller);
+    }
+  }
+  stages::RewardKLPenalty& kl_stage() { return pipeline_.template stage<stages::RewardKLPenalty>(); }
+
   // verl's compute_data_metrics, compute_timing_metrics and compute_throughout_metrics on the step's final batch.
   template <class B>
   static void add_batch_metrics(const B& out, std::map<std::string, double>& metrics) {

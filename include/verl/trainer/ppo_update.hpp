@@ -162,7 +162,9 @@ struct ActorLossSettings {
 };
 
 //! One verl `update_policy` call over `batch` (fields: input_ids, attention_mask, position_ids, responses,
-//! response_mask, old_log_probs, advantages, and ref_log_probs when settings.use_kl_loss). Records actor/pg_loss,
+//! response_mask, old_log_probs, advantages, and ref_log_probs when settings.use_kl_loss). actor/pg_loss and
+//! actor/kl_loss are, as in verl 0.7.1's dp_actor, the sum over every mini-batch of every epoch of that
+//! mini-batch's loss (one value per call); the other metrics are per micro-batch values. Records actor/pg_loss,
 //! actor/pg_clipfrac, actor/ppo_kl, actor/pg_clipfrac_lower, actor/entropy, actor/kl_loss, actor/kl_coef,
 //! actor/grad_norm in `ctx`.
 template <ActorModel Actor, PolicyLoss Loss, class B>
@@ -179,6 +181,7 @@ void update_policy(Actor& actor, torch::optim::Optimizer& optimizer, const Loss&
   const bool on_policy = num_mini == 1 && schedule.ppo_epochs == 1;
   const bool want_entropy = settings.calculate_entropy || settings.entropy_coeff != 0;
   optimizer.zero_grad();
+  double pg_loss_total = 0, kl_loss_total = 0;
   for (std::int64_t epoch = 0; epoch < schedule.ppo_epochs; ++epoch) {
     const B epoch_batch =
         schedule.shuffle ? batch.shuffle(schedule.shuffle_seed + 1000003ULL * static_cast<std::uint64_t>(ctx.step) +
@@ -229,15 +232,18 @@ void update_policy(Actor& actor, torch::optim::Optimizer& optimizer, const Loss&
         }
         total.backward();
       }
-      ctx.record("actor/pg_loss", pg_loss_sum);
-      if (settings.use_kl_loss) ctx.record("actor/kl_loss", kl_loss_sum);
+      pg_loss_total += pg_loss_sum;
+      kl_loss_total += kl_loss_sum;
       ctx.record("actor/grad_norm", clip_and_step(optimizer, parameters, schedule.grad_clip));
     }
   }
+  ctx.record("actor/pg_loss", pg_loss_total);
+  if (settings.use_kl_loss) ctx.record("actor/kl_loss", kl_loss_total);
 }
 
 //! One verl `update_critic` call over `batch` (fields: input_ids, attention_mask, position_ids, responses,
-//! response_mask, values, returns). Records critic/vf_loss, critic/vf_clipfrac, critic/vpred_mean,
+//! response_mask, values, returns). critic/vf_loss is the sum over mini-batches and epochs of the mini-batch
+//! losses (verl 0.7.1's dp_critic). Records critic/vf_loss, critic/vf_clipfrac, critic/vpred_mean,
 //! critic/grad_norm in `ctx`. The critic's values(...) must be differentiable when grad is enabled.
 template <CriticModel Critic, class B>
 void update_critic(Critic& critic, torch::optim::Optimizer& optimizer, const B& batch, const UpdateSchedule& schedule,
@@ -250,6 +256,7 @@ void update_critic(Critic& critic, torch::optim::Optimizer& optimizer, const B& 
   const c10::AutoGradMode grad_on(true);
   const auto parameters = critic.parameters();
   optimizer.zero_grad();
+  double vf_loss_total = 0;
   for (std::int64_t epoch = 0; epoch < schedule.ppo_epochs; ++epoch) {
     const B epoch_batch =
         schedule.shuffle ? batch.shuffle(schedule.shuffle_seed + 1000003ULL * static_cast<std::uint64_t>(ctx.step) +
@@ -269,10 +276,11 @@ void update_critic(Critic& critic, torch::optim::Optimizer& optimizer, const B& 
         ctx.record("critic/vf_clipfrac", vl.vf_clipfrac.template item<double>());
         ctx.record("critic/vpred_mean", functional::masked_mean(vpreds.detach(), mask).template item<double>());
       }
-      ctx.record("critic/vf_loss", vf_loss_sum);
+      vf_loss_total += vf_loss_sum;
       ctx.record("critic/grad_norm", clip_and_step(optimizer, parameters, schedule.grad_clip));
     }
   }
+  ctx.record("critic/vf_loss", vf_loss_total);
 }
 
 }  // namespace verl::trainer

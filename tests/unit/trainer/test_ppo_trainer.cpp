@@ -5,13 +5,25 @@
 #include "catch_torch.hpp"
 
 #include "verl/algos/presets.hpp"
+#include "verl/data/data_provider.hpp"
+#include "verl/data/rl_dataset.hpp"
 #include "verl/models/actor.hpp"
 #include "verl/models/critic.hpp"
 #include "verl/pipeline/pipeline.hpp"
+#include "verl/pipeline/reward_scorer.hpp"
 #include "verl/pipeline/rl_stages.hpp"
 #include "verl/trainer/ppo_trainer.hpp"
 
+#include "temp_dir.hpp"
+
 #include <torch/torch.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <string>
 #include <type_traits>
@@ -124,6 +136,19 @@ static_assert(verl::stages::Advantage<verl::estimators::GAE>::needs::contains<va
 static_assert(!verl::stages::Advantage<verl::estimators::GRPO>::needs::contains<values>);
 static_assert(verl::stages::Advantage<verl::estimators::GRPO>::needs::contains<uid>);
 static_assert(verl::stages::Advantage<verl::estimators::ReMax>::needs::contains<reward_baselines>);
+
+TEST_CASE("StepContext: verl's reduce_metrics rule (max/min by name, else mean)", "[trainer][pipeline]") {
+  verl::StepContext ctx;
+  for (double v : {1.0, 4.0, 2.5}) {
+    ctx.record("critic/score/max", v);
+    ctx.record("response_length/min", v);
+    ctx.record("actor/pg_clipfrac", v);
+  }
+  const auto r = ctx.reduced();
+  CHECK(r.at("critic/score/max") == 4.0);
+  CHECK(r.at("response_length/min") == 1.0);
+  CHECK(r.at("actor/pg_clipfrac") == Approx(2.5));
+}
 
 TEST_CASE("pipelines: each algorithm yields its stages, in verl's order", "[trainer][pipeline]") {
   const std::vector<std::string_view> grpo{"gen", "reward", "old_log_prob", "ref", "kl", "adv", "update_actor"};
@@ -425,4 +450,177 @@ TEST_CASE("ReplayBuffer: stores informative groups and mixes them into later ste
   const auto m2 = trainer.step(pipeline, prompt_batch(4));
   CHECK(m2.at("replay/added_groups") == std::min(2.0, stored));
   CHECK(m2.at("rollout/num_sequences") == 16);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// fit(): data, rule reward, metrics, checkpoints, resume after a kill.
+
+namespace {
+
+// Characters "0123456789+=" as ids 2..13 (the tiny model's vocabulary is 16); 0 pads, 1 ends a sequence.
+struct ArithTokenizer {
+  static constexpr std::string_view kAlphabet = "0123456789+=";
+  [[nodiscard]] std::vector<std::int64_t> encode(const std::string& text) const {
+    std::vector<std::int64_t> ids;
+    for (char c : text) ids.push_back(2 + static_cast<std::int64_t>(kAlphabet.find(c)));
+    return ids;
+  }
+  [[nodiscard]] std::string decode(const std::vector<std::int64_t>& ids) const {
+    std::string text;
+    for (auto id : ids)
+      if (id >= 2 && id < 14) text += kAlphabet[static_cast<std::size_t>(id - 2)];
+    return text;
+  }
+  [[nodiscard]] std::int64_t eos_token_id() const { return 1; }
+  [[nodiscard]] std::int64_t pad_token_id() const { return 0; }
+  [[nodiscard]] std::int64_t vocab_size() const { return 16; }
+};
+
+// Reward: the fraction of the ground truth's characters found at the same position of the response.
+struct PrefixMatch {
+  verl::RewardOutput operator()(const verl::RewardInput& in) const {
+    const std::string_view r = in.response, g = in.ground_truth;
+    std::size_t same = 0;
+    for (std::size_t i = 0; i < std::min(r.size(), g.size()); ++i) same += r[i] == g[i] ? 1 : 0;
+    return g.empty() ? 0.0 : static_cast<double>(same) / static_cast<double>(g.size());
+  }
+};
+
+void write_arith_jsonl(const std::filesystem::path& file) {
+  std::ofstream out(file);
+  for (int i = 0; i < 16; ++i) {
+    const int a = 10 + 7 * i % 80, b = 3 + i % 6;
+    out << nlohmann::json{{"prompt", std::to_string(a) + "+" + std::to_string(b) + "="},
+                          {"data_source", "arith"},
+                          {"reward_model", {{"ground_truth", std::to_string(a + b)}}}}
+               .dump()
+        << "\n";
+  }
+}
+
+using FitTrainer = PPOTrainer<verl::GRPO<>, Actor, verl::no_critic, Reference>;
+using Provider = verl::data::DataProvider<verl::data::RLDataset>;
+
+struct FitSetup {
+  ArithTokenizer tokenizer;
+  std::shared_ptr<const verl::data::RLDataset> dataset;
+  std::unique_ptr<FitTrainer> trainer;
+
+  explicit FitSetup(const std::filesystem::path& jsonl) {
+    dataset = std::make_shared<const verl::data::RLDataset>(
+        verl::data::RLDataset::load({jsonl.string()}, tokenizer, verl::data::RLDatasetOptions{}));
+    auto actor = make_actor(21);
+    Reference ref(make_lm(21));
+    auto options = small_options();
+    options.actor_optim.lr_scheduler_type = "cosine";  // a schedule whose state matters at resume
+    options.actor_optim.lr_warmup_steps = 1;
+    options.total_training_steps = 4;
+    trainer = std::make_unique<FitTrainer>(actor, verl::no_critic{}, ref,
+                                           verl::stages::scorer_of(PrefixMatch{}, tokenizer), options);
+  }
+
+  auto make_provider() {
+    return [this](const nlohmann::json& resume) {
+      verl::data::DataProviderOptions o;
+      o.batch_size = 4;
+      o.seed = 5;
+      o.num_workers = 1;
+      return std::make_unique<Provider>(dataset, o, resume);
+    };
+  }
+
+  static verl::trainer::FitOptions fit_options(const std::filesystem::path& dir) {
+    verl::trainer::FitOptions fo;
+    fo.total_training_steps = 4;
+    fo.save_freq = 1;
+    fo.checkpoint_dir = dir;
+    fo.max_ckpt_to_keep = 2;
+    fo.progress_bar = false;
+    fo.config_text = "trainer:\n  total_training_steps: 4\n";
+    return fo;
+  }
+};
+
+std::vector<torch::Tensor> snapshot(Actor& actor) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : actor.parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+}  // namespace
+
+// Run by the test below in a child process: two steps with a checkpoint each, then SIGKILL (no clean exit).
+TEST_CASE("fit child: two steps, then killed", "[.resume_child]") {
+  const char* dir = std::getenv("VERL_RESUME_CHILD_DIR");
+  REQUIRE(dir != nullptr);
+  FitSetup setup(std::filesystem::path(dir) / "train.jsonl");
+  verl::trainer::MetricsRegistry registry;
+  registry.add_callback([](std::int64_t step, const verl::trainer::MetricMap&) {
+    if (step == 2) std::raise(SIGKILL);
+  });
+  (void)setup.trainer->fit(setup.make_provider(), registry, FitSetup::fit_options(std::filesystem::path(dir) / "ckpt"));
+  FAIL("the child should have been killed at step 2");
+}
+
+TEST_CASE("fit: killed after 2 of 4 steps and resumed gives bit-identical weights", "[trainer][fit]") {
+  verl::test::TempDir tmp("fit_resume");
+  write_arith_jsonl(tmp.path / "train.jsonl");
+  torch::set_num_threads(2);
+
+  // Uninterrupted: 4 steps with metrics in a JSONL file.
+  std::vector<torch::Tensor> uninterrupted;
+  {
+    FitSetup setup(tmp.path / "train.jsonl");
+    verl::trainer::MetricsRegistry registry;
+    registry.add_exporter(verl::trainer::JsonlExporter((tmp.path / "metrics.jsonl").string()));
+    auto fo = FitSetup::fit_options(tmp.path / "ckpt_full");
+    const auto result = setup.trainer->fit(setup.make_provider(), registry, fo);
+    CHECK(result.first_step == 1);
+    CHECK(result.last_step == 4);
+    CHECK(!result.resumed_from);
+    for (const char* key : {"critic/score/mean", "actor/pg_loss", "actor/lr", "response_length/mean",
+                            "perf/throughput", "timing_s/gen", "critic/score/max"}) {
+      INFO(key);
+      CHECK(result.last_metrics.count(key) == 1);
+    }
+    uninterrupted = snapshot(setup.trainer->actor());
+    std::ifstream lines(tmp.path / "metrics.jsonl");
+    std::string line;
+    int n = 0;
+    while (std::getline(lines, line)) ++n;
+    CHECK(n == 4);
+    // keep-last-2 and verl's tracker file.
+    CHECK(!std::filesystem::exists(tmp.path / "ckpt_full" / "global_step_2"));
+    CHECK(std::filesystem::exists(tmp.path / "ckpt_full" / "global_step_4" / "actor" / "model.safetensors"));
+  }
+
+  // A child process runs 2 steps (checkpoint after each) and is killed with SIGKILL.
+  {
+    std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
+    std::string tag = "[.resume_child]";
+    std::string env_dir = "VERL_RESUME_CHILD_DIR=" + tmp.path.string();
+    std::vector<char*> argv{exe.data(), tag.data(), nullptr};
+    std::vector<std::string> env_strings{env_dir, "OMP_NUM_THREADS=2"};
+    for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    pid_t pid = 0;
+    REQUIRE(posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), envp.data()) == 0);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGKILL);
+  }
+
+  // Resume in this process: steps 3 and 4 from the step-2 checkpoint.
+  FitSetup setup(tmp.path / "train.jsonl");
+  verl::trainer::MetricsRegistry registry;
+  const auto result = setup.trainer->fit(setup.make_provider(), registry, FitSetup::fit_options(tmp.path / "ckpt"));
+  REQUIRE(result.resumed_from == std::optional<std::int64_t>(2));
+  CHECK(result.first_step == 3);
+  CHECK(result.last_step == 4);
+  const auto resumed = snapshot(setup.trainer->actor());
+  REQUIRE(resumed.size() == uninterrupted.size());
+  for (std::size_t i = 0; i < resumed.size(); ++i) CHECK(torch::equal(resumed[i], uninterrupted[i]));
 }
