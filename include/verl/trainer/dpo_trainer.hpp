@@ -33,21 +33,32 @@
 //! rewards/accuracies (chosen reward > rejected reward), rewards/margins, logps/chosen, logps/rejected,
 //! nll_loss (with rpo_alpha), grad_norm, learning_rate (the rate this update used, as transformers logs it).
 //!
+//! CPOTrainer<Policy> (TRL's CPOTrainer: sigmoid, hinge, ipo, simpo; SimPO = loss_type simpo with
+//! cpo_alpha 0) and ORPOTrainer<Policy> (TRL's ORPOTrainer) are the same trainer with another objective
+//! (PairPreferenceTrainer<Policy, Reference, Objective>): no reference model; CPO: mean(cpo_loss) +
+//! cpo_alpha * NLL on summed (ipo, simpo: averaged) log-probs; ORPO: NLL - mean(beta * logsig(log odds)) on
+//! averaged log-probs, with the extra metrics log_odds_ratio and log_odds_chosen. The NLL is the token mean
+//! of the chosen completions' negative log-probs over the step.
+//!
 //! Deliberate differences from TRL 0.19.1: TRL's `logits/chosen` and `logits/rejected` metrics (mean logits)
 //! are not reported (the actor never materialises the logits); use_weighting (WPO), ld_alpha (LD-DPO),
-//! bco_pair, sync_ref_model and padding_free are not provided; rpo_alpha's NLL counts every chosen completion
+//! bco_pair, sync_ref_model and padding_free are not provided; the NLL (rpo_alpha, CPO, ORPO) counts every chosen completion
 //! token, while TRL's cross_entropy(ignore_index=0) also drops completion tokens whose id is 0. TRL 0.19.1 has a
 //! single loss_type (no loss lists or loss_weights; those came in later releases).
 
 #include "verl/algos/algorithm.hpp"
 #include "verl/algos/pref/dpo.hpp"
+#include "verl/algos/pref/orpo.hpp"
+#include "verl/algos/pref/simpo.hpp"
 #include "verl/concepts/reference_model.hpp"
 #include "verl/data/data_provider.hpp"
 #include "verl/data/preference_dataset.hpp"
 #include "verl/trainer/offline_common.hpp"
 
+#include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 
+#include <cmath>
 #include <functional>
 #include <optional>
 #include <span>
@@ -100,21 +111,102 @@ struct PairLogps {
   at::Tensor rejected;  // (B,) float
 };
 
-//! The DPO trainer. `Policy` is trained (it must satisfy ReferenceModel, i.e. score log-probs, and expose
-//! `parameters()`); `Reference` is a verl::ReferenceModel or verl::no_reference. Models are handles (copies
-//! share weights), held by value.
-template <class Policy, class Reference = no_reference>
-class DPOTrainer {
+//! CPOTrainer options: TRL 0.19.1 CPOConfig's names and defaults. SimPO is loss_type simpo with cpo_alpha 0.
+struct CPOOptions : OfflineTrainingArguments {
+  double beta = 0.1;
+  pref::CPOLossType loss_type = pref::CPOLossType::sigmoid;  //!< parse_cpo_loss_type("simpo") etc.
+  double label_smoothing = 0.0;
+  double cpo_alpha = 1.0;    //!< weight of the chosen completions' NLL (BC regulariser)
+  double simpo_gamma = 0.5;  //!< SimPO's target reward margin
+  double alpha = 0.0;        //!< AlphaPO reward shaping (0 = off)
+
+  [[nodiscard]] pref::CPOLossConfig loss_config() const {
+    return {loss_type, beta, label_smoothing, simpo_gamma, alpha};
+  }
+  void validate() const { OfflineTrainingArguments::validate("verl::trainer::CPOOptions"); }
+};
+
+//! ORPOTrainer options: TRL 0.19.1 ORPOConfig's names and defaults (beta is the paper's lambda).
+struct ORPOOptions : OfflineTrainingArguments {
+  double beta = 0.1;
+  void validate() const { OfflineTrainingArguments::validate("verl::trainer::ORPOOptions"); }
+};
+
+//! What a pair objective returns for a micro-batch of n pairs.
+struct PairObjectiveOutput {
+  at::Tensor losses;            //!< (n,) per-pair terms whose mean over the step is the loss (before the NLL)
+  at::Tensor chosen_rewards;    //!< (n,) detached
+  at::Tensor rejected_rewards;  //!< (n,) detached
+  std::map<std::string, double> extra;  //!< metrics that are means over the micro-batch's pairs
+};
+
+//! The objectives of PairPreferenceTrainer: how sequence log-probs are formed (sums, or per-token means),
+//! whether a reference model is read, the weight of the chosen completions' NLL, and the per-pair loss.
+struct DPOObjective {
+  using options_type = DPOOptions;
+  static constexpr const char* name = "verl::trainer::DPOTrainer";
+  static constexpr bool reads_reference = true;
+  static bool average_log_probs(const DPOOptions& o) { return o.loss_type == pref::DPOLossType::ipo; }
+  static std::optional<double> nll_weight(const DPOOptions& o) { return o.rpo_alpha; }
+  static PairObjectiveOutput compute(const at::Tensor& pc, const at::Tensor& pr, const at::Tensor& rc,
+                                     const at::Tensor& rr, const DPOOptions& o) {
+    auto out = pref::dpo_loss(pc, pr, rc, rr, o.loss_config());
+    return {out.losses, out.chosen_rewards, out.rejected_rewards, {}};
+  }
+};
+
+//! TRL 0.19.1 CPOTrainer: loss = mean(cpo_loss) + cpo_alpha * NLL; ipo and simpo average the log-probs.
+struct CPOObjective {
+  using options_type = CPOOptions;
+  static constexpr const char* name = "verl::trainer::CPOTrainer";
+  static constexpr bool reads_reference = false;
+  static bool average_log_probs(const CPOOptions& o) {
+    return o.loss_type == pref::CPOLossType::ipo || o.loss_type == pref::CPOLossType::simpo;
+  }
+  static std::optional<double> nll_weight(const CPOOptions& o) { return o.cpo_alpha; }
+  static PairObjectiveOutput compute(const at::Tensor& pc, const at::Tensor& pr, const at::Tensor&,
+                                     const at::Tensor&, const CPOOptions& o) {
+    auto out = pref::cpo_loss(pc, pr, o.loss_config());
+    return {out.losses, out.chosen_rewards, out.rejected_rewards, {}};
+  }
+};
+
+//! TRL 0.19.1 ORPOTrainer: loss = NLL - mean(beta * logsig(log odds ratio)), on averaged log-probs.
+struct ORPOObjective {
+  using options_type = ORPOOptions;
+  static constexpr const char* name = "verl::trainer::ORPOTrainer";
+  static constexpr bool reads_reference = false;
+  static bool average_log_probs(const ORPOOptions&) { return true; }
+  static std::optional<double> nll_weight(const ORPOOptions&) { return 1.0; }
+  static PairObjectiveOutput compute(const at::Tensor& pc, const at::Tensor& pr, const at::Tensor&,
+                                     const at::Tensor&, const ORPOOptions& o) {
+    auto out = pref::odds_ratio_loss(pc, pr, {o.beta});
+    return {out.losses.neg(), out.chosen_rewards, out.rejected_rewards,
+            {{"log_odds_ratio", out.log_odds_ratio.template item<double>()},
+             {"log_odds_chosen", out.log_odds_chosen.template item<double>()}}};
+  }
+};
+
+//! The paired-preference trainer behind DPOTrainer, CPOTrainer (SimPO) and ORPOTrainer. `Policy` is trained
+//! (it must satisfy ReferenceModel, i.e. score log-probs, and expose `parameters()`); `Reference` is a
+//! verl::ReferenceModel or verl::no_reference (required for CPO/ORPO, which read no reference). Models are
+//! handles (copies share weights), held by value.
+template <class Policy, class Reference, class Objective>
+class PairPreferenceTrainer {
   static_assert(check_reference_model<Policy>());
   static_assert(requires(const Policy& p) { { p.parameters() } -> std::convertible_to<std::vector<at::Tensor>>; },
-                "verl::trainer::DPOTrainer: the policy needs `parameters()` returning std::vector<at::Tensor> (the "
+                "verl::trainer: the trained policy needs `parameters()` returning std::vector<at::Tensor> (the "
                 "tensors AdamW updates)");
   static_assert(verl::detail::check_optional_reference<Reference>());
+  static_assert(Objective::reads_reference || std::is_same_v<Reference, no_reference>,
+                "verl::trainer::CPOTrainer / ORPOTrainer: these losses read no reference model; pass "
+                "verl::no_reference");
 
  public:
+  using options_type = typename Objective::options_type;
   static constexpr bool has_reference = !std::is_same_v<Reference, no_reference>;
 
-  DPOTrainer(Policy policy, Reference reference, DPOOptions options)
+  PairPreferenceTrainer(Policy policy, Reference reference, options_type options)
       : policy_(std::move(policy)), reference_(std::move(reference)), options_(std::move(options)),
         optimizer_((options_.validate(), policy_.parameters()), options_) {}
 
@@ -141,7 +233,8 @@ class DPOTrainer {
   std::vector<std::map<std::string, double>> fit(
       data::DataProvider<data::DPODataset>& provider, std::int64_t steps,
       const std::function<void(std::int64_t, const std::map<std::string, double>&)>& on_step = {}) {
-    if (options_.precompute_ref_log_probs && !ref_cache_) precompute_reference_log_probs(provider.dataset());
+    if constexpr (requires { options_.precompute_ref_log_probs; })
+      if (options_.precompute_ref_log_probs && !ref_cache_) precompute_reference_log_probs(provider.dataset());
     std::vector<std::map<std::string, double>> history;
     for (std::int64_t s = 0; s < steps; ++s) {
       std::vector<data::PairBatch> batches;
@@ -168,8 +261,9 @@ class DPOTrainer {
   //! of precompute_ref_batch_size; later steps given example indices read the cache. Memory: 2 x N floats.
   void precompute_reference_log_probs(const data::DPODataset& dataset) {
     const auto n = dataset.size();
-    const auto chunk = static_cast<std::size_t>(
-        options_.precompute_ref_batch_size.value_or(options_.per_device_train_batch_size));
+    auto chunk = static_cast<std::size_t>(options_.per_device_train_batch_size);
+    if constexpr (requires { options_.precompute_ref_batch_size; })
+      chunk = static_cast<std::size_t>(options_.precompute_ref_batch_size.value_or(options_.per_device_train_batch_size));
     std::vector<at::Tensor> chosen, rejected;
     for (std::size_t begin = 0; begin < n; begin += chunk) {
       std::vector<std::size_t> idx;
@@ -216,7 +310,7 @@ class DPOTrainer {
   [[nodiscard]] Policy& policy() { return policy_; }
   [[nodiscard]] Reference& reference() { return reference_; }
   [[nodiscard]] OfflineOptimizer& optimizer() { return optimizer_; }
-  [[nodiscard]] const DPOOptions& options() const { return options_; }
+  [[nodiscard]] const options_type& options() const { return options_; }
   [[nodiscard]] std::int64_t global_step() const { return global_step_; }
   //! Restores the step counter (when resuming from a checkpoint).
   void set_global_step(std::int64_t step) { global_step_ = step; }
@@ -230,14 +324,14 @@ class DPOTrainer {
     const auto mask = at::cat({batch.chosen_mask.narrow(0, begin, n), batch.rejected_mask.narrow(0, begin, n)}, 0);  // (2n,R)
     const auto logp = detail::token_log_probs(model, tb);  // (2n,R)
     auto seq = detail::masked_row_sum(logp, mask);         // (2n,)
-    if (options_.loss_type == pref::DPOLossType::ipo) seq = seq.div(mask.sum(-1).to(seq.scalar_type()));
+    if (Objective::average_log_probs(options_)) seq = seq.div(mask.sum(-1).to(seq.scalar_type()));
     return {seq, logp};
   }
 
   PairLogps cached(std::span<const std::size_t> indices) const {
     std::vector<std::int64_t> idx(indices.begin(), indices.end());
     for (const auto i : idx)
-      verl::detail::check<InputError>(i >= 0 && i < ref_cache_->chosen.size(0), "verl::trainer::DPOTrainer: example "
+      verl::detail::check<InputError>(i >= 0 && i < ref_cache_->chosen.size(0), Objective::name, ": example "
                                       "index ", i, " is outside the precomputed reference cache of ",
                                       ref_cache_->chosen.size(0), " examples");
     const auto t = at::tensor(idx, at::kLong);  // (B,)
@@ -246,21 +340,22 @@ class DPOTrainer {
 
   //! One optimizer step over `batches` (refs: one per batch, or empty to compute them).
   std::map<std::string, double> update(std::span<const data::PairBatch> batches, std::span<const PairLogps> refs) {
-    const auto cfg = options_.loss_config();
+    const auto nll_weight = Objective::nll_weight(options_);
     std::int64_t total_pairs = 0, total_chosen_tokens = 0;
     for (const auto& b : batches) {
       verl::detail::check<ShapeError>(b.chosen.batch_size() == b.rejected.batch_size() &&
                                           b.chosen_mask.size(0) == b.chosen.batch_size(),
-                                      "verl::trainer::DPOTrainer: a PairBatch has ", b.chosen.batch_size(),
+                                      Objective::name, ": a PairBatch has ", b.chosen.batch_size(),
                                       " chosen and ", b.rejected.batch_size(), " rejected rows; expected equal");
       total_pairs += b.chosen.batch_size();
       total_chosen_tokens += b.chosen_mask.ne(0).sum().template item<std::int64_t>();
     }
-    verl::detail::check<InputError>(total_pairs > 0, "verl::trainer::DPOTrainer::step: the batch has no pair");
+    verl::detail::check<InputError>(total_pairs > 0, Objective::name, "::step: the batch has no pair");
     const c10::AutoGradMode grad_on(true);
     optimizer_.zero_grad();
     std::vector<at::Tensor> pcs, prs, crs, rrs;
     double loss_sum = 0, nll_sum = 0;
+    std::map<std::string, double> extra_sums;
     const std::int64_t micro = options_.per_device_train_batch_size;
     for (std::size_t k = 0; k < batches.size(); ++k) {
       const auto& batch = batches[k];
@@ -269,7 +364,7 @@ class DPOTrainer {
       if (given)
         verl::detail::check<ShapeError>(given->chosen.dim() == 1 && given->chosen.size(0) == b &&
                                             given->rejected.dim() == 1 && given->rejected.size(0) == b,
-                                        "verl::trainer::DPOTrainer::step: the reference log-probs must be (", b,
+                                        Objective::name, "::step: the reference log-probs must be (", b,
                                         ",) each, got ", given->chosen.sizes(), " and ", given->rejected.sizes());
       for (std::int64_t begin = 0; begin < b; begin += micro) {
         const auto n = std::min(micro, b - begin);
@@ -279,20 +374,21 @@ class DPOTrainer {
         if (given) {
           rc = given->chosen.narrow(0, begin, n).to(pc.scalar_type());
           rr = given->rejected.narrow(0, begin, n).to(pc.scalar_type());
-        } else if constexpr (has_reference) {
+        } else if constexpr (has_reference && Objective::reads_reference) {
           const c10::AutoGradMode no_grad(false);
           const auto ref = sequence_logps(reference_, batch, begin, n).first;  // (2n,)
           rc = ref.narrow(0, 0, n);
           rr = ref.narrow(0, n, n);
         }
-        const auto out = pref::dpo_loss(pc, pr, rc, rr, cfg);
+        const auto out = Objective::compute(pc, pr, rc, rr, options_);
         auto loss = out.losses.sum().div(static_cast<double>(total_pairs));  // () share of the step's mean
-        if (options_.rpo_alpha) {
+        for (const auto& [name, value] : out.extra) extra_sums[name] += value * static_cast<double>(n);
+        if (nll_weight) {
           const auto mask = batch.chosen_mask.narrow(0, begin, n);                      // (n,R)
           const auto nll = detail::masked_row_sum(logp.narrow(0, 0, n), mask).sum().neg()
                                .div(static_cast<double>(std::max<std::int64_t>(1, total_chosen_tokens)));  // ()
           nll_sum += nll.template item<double>();
-          loss = loss.add(nll.mul(*options_.rpo_alpha));
+          loss = loss.add(nll.mul(*nll_weight));
         }
         loss.backward();
         loss_sum += loss.template item<double>();
@@ -313,7 +409,8 @@ class DPOTrainer {
     m["rewards/margins"] = detail::mean_of(chosen_rewards.sub(rejected_rewards));
     m["logps/chosen"] = detail::mean_of(at::cat(pcs, 0));
     m["logps/rejected"] = detail::mean_of(at::cat(prs, 0));
-    if (options_.rpo_alpha) m["nll_loss"] = nll_sum;
+    if (nll_weight) m["nll_loss"] = nll_sum;
+    for (const auto& [name, sum] : extra_sums) m[name] = sum / static_cast<double>(total_pairs);
     m["grad_norm"] = step.grad_norm;
     m["learning_rate"] = step.lr_used;
     m["step"] = static_cast<double>(global_step_);
@@ -322,10 +419,22 @@ class DPOTrainer {
 
   Policy policy_;
   Reference reference_;
-  DPOOptions options_;
+  options_type options_;
   OfflineOptimizer optimizer_;
   std::optional<PairLogps> ref_cache_;
   std::int64_t global_step_ = 0;
 };
+
+//! DPO (TRL's DPOTrainer); see the file comment.
+template <class Policy, class Reference = no_reference>
+using DPOTrainer = PairPreferenceTrainer<Policy, Reference, DPOObjective>;
+
+//! CPO and SimPO (TRL's CPOTrainer; SimPO: loss_type simpo, cpo_alpha 0): reference-free.
+template <class Policy>
+using CPOTrainer = PairPreferenceTrainer<Policy, no_reference, CPOObjective>;
+
+//! ORPO (TRL's ORPOTrainer): the chosen completions' NLL minus the odds-ratio term; reference-free.
+template <class Policy>
+using ORPOTrainer = PairPreferenceTrainer<Policy, no_reference, ORPOObjective>;
 
 }  // namespace verl::trainer

@@ -1,7 +1,8 @@
 // The offline trainers (include/verl/trainer/dpo_trainer.hpp, kto_trainer.hpp, sft_trainer.hpp) on a real
 // tiny transformer, with data read from JSONL through verl::data's datasets and DataProvider:
-// - one step's loss and metrics equal verl::pref::dpo_loss / kto_loss / the verl SFT token mean computed
-//   separately from per-row log-probs (TRL 0.19.1 DPOTrainer / KTOTrainer, verl 0.7.1 sft_loss semantics);
+// - one step's loss and metrics equal verl::pref::dpo_loss / cpo_loss / odds_ratio_loss / kto_loss / the verl
+//   SFT token mean computed separately from per-row log-probs (TRL 0.19.1 DPOTrainer / CPOTrainer /
+//   ORPOTrainer / KTOTrainer, verl 0.7.1 sft_loss semantics);
 // - the update does not depend on the micro-batch size or on the split into accumulated provider batches;
 // - precomputed reference log-probs give the same training as per-batch ones;
 // - DPO raises rewards/accuracies and margins, KTO raises the desirable log-probs, SFT memorises completions.
@@ -14,6 +15,8 @@
 #include "temp_dir.hpp"
 #include "verl/algos/pref/dpo.hpp"
 #include "verl/algos/pref/kto.hpp"
+#include "verl/algos/pref/orpo.hpp"
+#include "verl/algos/pref/simpo.hpp"
 #include "verl/data/data_provider.hpp"
 #include "verl/data/preference_dataset.hpp"
 #include "verl/models/actor.hpp"
@@ -209,6 +212,40 @@ TEST_CASE("DPOTrainer: one step's loss and metrics equal verl::pref::dpo_loss on
     CHECK(m.at("loss") == Approx(expect.losses.mean().item<double>()).epsilon(1e-5));
     // Rewards are beta * policy log-probs (reference 0).
     CHECK(m.at("rewards/chosen") == Approx(0.1 * pc.mean().item<double>()).epsilon(1e-5));
+  }
+  SECTION("CPOTrainer with loss_type simpo: averaged log-probs, plus cpo_alpha times the chosen NLL") {
+    verl::trainer::CPOOptions o;
+    o.learning_rate = 0.0;
+    o.per_device_train_batch_size = 3;
+    o.loss_type = verl::pref::parse_cpo_loss_type("simpo");
+    o.cpo_alpha = 0.25;
+    verl::trainer::CPOTrainer<Actor> trainer(actor, verl::no_reference{}, o);
+    const auto m = trainer.step(batch);
+    const auto pc = row_logps(actor, batch.chosen, batch.chosen_mask, true);
+    const auto pr = row_logps(actor, batch.rejected, batch.rejected_mask, true);
+    const double nll = -row_logps(actor, batch.chosen, batch.chosen_mask).sum().item<double>() /
+                       batch.chosen_mask.sum().item<double>();
+    const auto expect = verl::pref::cpo_loss(pc, pr, o.loss_config());
+    CHECK(m.at("loss") == Approx(expect.losses.mean().item<double>() + 0.25 * nll).epsilon(1e-5));
+    CHECK(m.at("nll_loss") == Approx(nll).epsilon(1e-5));
+    CHECK(m.at("rewards/margins") ==
+          Approx((expect.chosen_rewards - expect.rejected_rewards).mean().item<double>()).margin(1e-6));
+  }
+  SECTION("ORPOTrainer: the chosen NLL minus the mean odds-ratio term, on averaged log-probs") {
+    verl::trainer::ORPOOptions o;
+    o.learning_rate = 0.0;
+    o.per_device_train_batch_size = 3;
+    verl::trainer::ORPOTrainer<Actor> trainer(actor, verl::no_reference{}, o);
+    const auto m = trainer.step(batch);
+    const auto pc = row_logps(actor, batch.chosen, batch.chosen_mask, true);
+    const auto pr = row_logps(actor, batch.rejected, batch.rejected_mask, true);
+    const double nll = -row_logps(actor, batch.chosen, batch.chosen_mask).sum().item<double>() /
+                       batch.chosen_mask.sum().item<double>();
+    const auto expect = verl::pref::odds_ratio_loss(pc, pr, {0.1});
+    CHECK(m.at("loss") == Approx(nll - expect.losses.mean().item<double>()).epsilon(1e-5));
+    CHECK(m.at("log_odds_ratio") == Approx(expect.log_odds_ratio.item<double>()).epsilon(1e-5));
+    CHECK(m.at("log_odds_chosen") == Approx(expect.log_odds_chosen.item<double>()).epsilon(1e-4));
+    CHECK(m.at("logps/chosen") == Approx(pc.mean().item<double>()).epsilon(1e-5));
   }
 }
 
