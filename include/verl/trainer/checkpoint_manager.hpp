@@ -611,7 +611,7 @@ class CheckpointManager {
       throw;
     }
     checkpoint::detail::fsync_directory(root_);
-    if (trash) remove_reported(*trash, "the previous checkpoint of the same step");
+    if (trash) remove_reported(*trash, "the previous checkpoint of the same step", final_dir);
     checkpoint::write_file_atomically(root_ / checkpoint_tracker_name, std::to_string(step));
     apply_retention(step);
     return final_dir;
@@ -723,13 +723,15 @@ class CheckpointManager {
     }
   }
 
-  bool remove_reported(const std::filesystem::path& p, std::string_view what) const {
+  // Deletes `p` (a directory tree) and reports it as `what` `shown` (the name it had before being moved aside).
+  bool remove_reported(const std::filesystem::path& p, std::string_view what,
+                       const std::optional<std::filesystem::path>& shown = std::nullopt) const {
     const auto ec = detail::remove_tree(p);
     if (ec) {
       say("could not fully delete ", what, " `", p.string(), "`: ", ec.message());
       return false;
     }
-    say("deleted ", what, " `", p.string(), "`");
+    say("deleted ", what, " `", shown.value_or(p).string(), "`");
     return true;
   }
 
@@ -834,8 +836,8 @@ class CheckpointManager {
         continue;
       }
       checkpoint::detail::fsync_directory(root_);
-      remove_reported(trash, verl::detail::concat_message("old checkpoint (keep_last_n = ", options_.keep_last_n,
-                                                          ") step ", e.step));
+      remove_reported(trash, verl::detail::concat_message("old checkpoint (keep_last_n = ", options_.keep_last_n, ")"),
+                      e.path);
     }
   }
 
