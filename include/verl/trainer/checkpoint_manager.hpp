@@ -502,31 +502,59 @@ class Checkpoint {
     return detail::read_text(path_ / config_text_name);
   }
 
+  //! How restore() treats parts the checkpoint was deliberately saved without.
+  enum class Restore {
+    all,            //!< every registered part must be there (a resume that must be exact)
+    what_was_saved  //!< skip optimizers when saved with save_optimizer = false and the training state
+                    //!< (schedulers, RNGs, named states) when saved with save_training_state = false
+  };
+
   //! Restores every part `contents` registers: model loaders (models without a loader are skipped: load
   //! them from model_dir), optimizers, schedulers, std::mt19937_64 engines, the CPU generator (when
   //! enabled) and named states. Throws verl::InputError naming the first part the checkpoint lacks, before
-  //! changing anything.
-  void restore(const CheckpointContents& contents) const {
+  //! changing anything. With Restore::what_was_saved, the parts that the checkpoint's switches left out are
+  //! skipped instead; their names ("optimizer `actor`", "scheduler `actor`", ...) are returned so that the
+  //! caller can report them.
+  std::vector<std::string> restore(const CheckpointContents& contents, Restore mode = Restore::all) const {
+    std::vector<std::string> skipped;
+    const bool skip_optim = mode == Restore::what_was_saved && !manifest_.value("save_optimizer", true);
+    const bool skip_state = mode == Restore::what_was_saved && !manifest_.value("save_training_state", true);
     for (const auto& m : contents.models_) {
       if (m.load) (void)model_dir(m.name);
     }
     for (const auto& o : contents.optimizers_) {
-      if (!has_optimizer(o.name)) missing("optimizer", o.name, " (saved with save_optimizer = false?)");
+      if (skip_optim) {
+        skipped.push_back("optimizer `" + o.name + "`");
+      } else if (!has_optimizer(o.name)) {
+        missing("optimizer", o.name, " (saved with save_optimizer = false?)");
+      }
     }
-    for (const auto& s : contents.schedulers_) (void)section("schedulers", s.name, "scheduler");
-    for (const auto& e : contents.engines_) (void)section("rng_engines", e.name, "rng");
-    for (const auto& s : contents.states_) (void)section("states", s.name, "state");
-    if (contents.torch_cpu_rng_ && !has_file(std::string(rng_state_name))) {
-      missing("rng", "torch_cpu", " (saved with save_training_state = false?)");
+    if (skip_state) {
+      for (const auto& s : contents.schedulers_) skipped.push_back("scheduler `" + s.name + "`");
+      for (const auto& e : contents.engines_) skipped.push_back("rng `" + e.name + "`");
+      for (const auto& s : contents.states_) skipped.push_back("state `" + s.name + "`");
+      if (contents.torch_cpu_rng_) skipped.emplace_back("rng `torch_cpu`");
+    } else {
+      for (const auto& s : contents.schedulers_) (void)section("schedulers", s.name, "scheduler");
+      for (const auto& e : contents.engines_) (void)section("rng_engines", e.name, "rng");
+      for (const auto& s : contents.states_) (void)section("states", s.name, "state");
+      if (contents.torch_cpu_rng_ && !has_file(std::string(rng_state_name))) {
+        missing("rng", "torch_cpu", " (saved with save_training_state = false?)");
+      }
     }
     for (const auto& m : contents.models_) {
       if (m.load) m.load(path_ / m.name);
     }
-    for (const auto& o : contents.optimizers_) restore_optimizer(o.name, *o.opt, o.params);
-    for (const auto& s : contents.schedulers_) restore_scheduler(s.name, *s.s);
-    for (const auto& e : contents.engines_) restore_rng(e.name, *e.e);
-    for (const auto& s : contents.states_) s.set(state(s.name));
-    if (contents.torch_cpu_rng_) restore_torch_cpu_rng();
+    if (!skip_optim) {
+      for (const auto& o : contents.optimizers_) restore_optimizer(o.name, *o.opt, o.params);
+    }
+    if (!skip_state) {
+      for (const auto& s : contents.schedulers_) restore_scheduler(s.name, *s.s);
+      for (const auto& e : contents.engines_) restore_rng(e.name, *e.e);
+      for (const auto& s : contents.states_) s.set(state(s.name));
+      if (contents.torch_cpu_rng_) restore_torch_cpu_rng();
+    }
+    return skipped;
   }
 
  private:

@@ -725,6 +725,18 @@ TEST_CASE("save_optimizer / save_training_state off: only the model directories 
   CHECK(msg.find("has no optimizer `actor` (saved with save_optimizer = false?)") != std::string::npos);
   CHECK(error_of<verl::InputError>([&] { ckpt.restore_scheduler("actor", a.sched); })
             .find("save_training_state = false") != std::string::npos);
+  // Restoring what was saved: the model loader runs, the rest is skipped and named.
+  fs::path loaded;
+  auto with_loader = a.contents();
+  with_loader.model("critic", [](const fs::path&) {}, [&](const fs::path& p) { loaded = p; });
+  const auto before = a.data_pos;
+  CHECK_THROWS_AS(ckpt.restore(with_loader, Checkpoint::Restore::what_was_saved), verl::InputError);  // no critic
+  CheckpointContents model_only = a.contents();
+  const auto skipped = ckpt.restore(model_only, Checkpoint::Restore::what_was_saved);
+  CHECK(skipped == std::vector<std::string>{"optimizer `actor`", "scheduler `actor`", "rng `sampler`",
+                                            "state `data_position`", "rng `torch_cpu`"});
+  CHECK(a.data_pos == before);
+  CHECK(loaded.empty());
 
   // Optimizer on, training state off.
   o.save_optimizer = true;
