@@ -18,6 +18,7 @@
 #include "verl/pipeline/pipeline.hpp"
 #include "verl/pipeline/stage.hpp"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>

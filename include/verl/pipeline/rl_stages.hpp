@@ -29,6 +29,7 @@
 #include "verl/pipeline/stage.hpp"
 #include "verl/trainer/ppo_update.hpp"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/zeros_like.h>

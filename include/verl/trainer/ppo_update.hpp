@@ -29,6 +29,7 @@
 #include "verl/core/partition.hpp"
 #include "verl/pipeline/stage.hpp"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/tensor.h>
 #include <c10/core/GradMode.h>
 #include <torch/nn/utils/clip_grad.h>

@@ -624,3 +624,34 @@ TEST_CASE("fit: killed after 2 of 4 steps and resumed gives bit-identical weight
   REQUIRE(resumed.size() == uninterrupted.size());
   for (std::size_t i = 0; i < resumed.size(); ++i) CHECK(torch::equal(resumed[i], uninterrupted[i]));
 }
+
+TEST_CASE("ReMax: the greedy baseline stage feeds the estimator (reward minus the greedy response's reward)",
+          "[trainer][pipeline]") {
+  auto actor = make_actor(12);
+  Reference ref(make_lm(12));
+  auto options = small_options();
+  PPOTrainer<verl::ReMax<>, Actor, verl::no_critic, Reference> trainer(actor, {}, ref, target_fraction_scorer(),
+                                                                       options);
+  // One step of the stages before the update, to read the advantages.
+  auto p = trainer.default_pipeline();
+  verl::StepContext ctx;
+  ctx.step = 1;
+  auto rollout = std::get<0>(p.stages()).run(prompt_batch(4), ctx);
+  auto with_baseline = std::get<1>(p.stages()).run(rollout, ctx);
+  auto scored = std::get<2>(p.stages()).run(with_baseline, ctx);
+  const auto& baselines = scored.get<reward_baselines>();  // (16,)
+  REQUIRE(baselines.size(0) == 16);
+  // Samples of one prompt share its baseline.
+  CHECK(torch::equal(baselines.view({4, 4}), baselines.view({4, 4}).select(1, 0).unsqueeze(1).expand({4, 4})));
+  // verl's ReMax: advantage = (reward-to-go of the scores) - baseline, on valid tokens.
+  auto with_rewards = verl::put<token_level_rewards>(scored, scored.get<token_level_scores>());
+  verl::stages::Advantage<verl::estimators::ReMax> adv;
+  const auto out = adv.run(with_rewards, ctx);
+  const auto mask = out.get<response_mask>().to(torch::kFloat);
+  const auto expected = (out.get<token_level_scores>().flip(1).cumsum(1).flip(1) - baselines.unsqueeze(1)) * mask;
+  CHECK(torch::allclose(out.get<advantages>() * mask, expected, 1e-6, 1e-6));
+  // And the whole step runs.
+  const auto m = trainer.step(prompt_batch(4));
+  CHECK(m.count("timing_s/gen_max") == 1);
+  CHECK(m.count("actor/pg_loss") == 1);
+}
