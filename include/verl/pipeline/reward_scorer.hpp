@@ -2,7 +2,8 @@
 //! \file
 //! The bridge from verl::rewards::RewardManager (rule functions, reward models, weighted combinations; verl's
 //! NaiveRewardManager) to the Score stage's Scorer: the manager decodes the valid response tokens, scores each
-//! item and places the score on its last valid token; its per-key means are recorded as reward/<key>/mean.
+//! item and places the score on its last valid token; its per-key means are recorded as reward/<key>/mean, and
+//! the per-item values go to ScoreRequest::reward_extra_info when it asks (validation).
 
 #include "verl/pipeline/rl_stages.hpp"
 #include "verl/rewards/reward_manager.hpp"
@@ -20,6 +21,9 @@ template <class R>
                                TokenBatch{r.input_ids, r.attention_mask, r.position_ids, r.responses.size(1)}};
     auto result = (*m)(batch);
     for (const auto& [name, value] : result.metrics) ctx.record(name, value);
+    if (r.reward_extra_info != nullptr) {
+      for (auto& [key, values] : result.reward_extra_info) (*r.reward_extra_info)[key] = std::move(values);
+    }
     return result.token_level_scores;
   };
 }

@@ -36,9 +36,12 @@
 #include <c10/core/GradMode.h>
 
 #include <functional>
+#include <map>
 #include <span>
+#include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 namespace verl::stages {
 
@@ -60,6 +63,9 @@ struct ScoreRequest {
   at::Tensor attention_mask;  //!< (B,T)
   at::Tensor position_ids;    //!< (B,T)
   std::span<const ItemInfo> items;  //!< one per item (empty when the batch carries none)
+  //! Where a scorer may put per-item extra values (e.g. "acc"; verl's reward_extra_info), one value per item
+  //! and key; null when nobody asks (training steps). Validation asks, for its per-data-source metrics.
+  std::map<std::string, std::vector<double>, std::less<>>* reward_extra_info = nullptr;
 };
 //! A scorer: returns token_level_scores (B,R) float (the score on each response's last valid token) and may
 //! record metrics (e.g. per-term rewards) in the context. See verl/rewards/reward_manager.hpp.

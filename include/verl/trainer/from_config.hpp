@@ -9,6 +9,7 @@
 //!     const auto steps = verl::trainer::total_training_steps(cfg, batches_per_epoch);
 //!     auto options = verl::trainer::ppo_options_from(cfg, steps);
 //!     auto fit = verl::trainer::fit_options_from(cfg, steps, yaml);
+//!     auto val_params = verl::trainer::validation_sampling_from(cfg, options);  // rollout.val_kwargs
 //!
 //! The algorithm itself (estimator, KL placement and estimator, policy loss) is the binary's type; the YAML
 //! keys that name it must agree with it, else ConfigError names the key, the value and what the binary has.
@@ -89,6 +90,12 @@ inline OptimizerOptions optimizer_from(const config::OptimConfig& o) {
   o.seed = static_cast<std::uint64_t>(actor.data_loader_seed);
   o.total_training_steps = total_steps;
   return o;
+}
+
+//! The sampling of validation (actor_rollout_ref.rollout.val_kwargs) over the training rollout's `options.rollout`.
+[[nodiscard]] inline SamplingParams validation_sampling_from(const config::PPOConfig& c, const PPOOptions& options) {
+  const auto& vk = c.actor_rollout_ref.rollout.val_kwargs;
+  return validation_sampling(options.rollout, vk.n, vk.do_sample, vk.temperature, vk.top_p, vk.top_k);
 }
 
 //! The fit() options a verl config gives; `yaml` (the effective config) is saved with every checkpoint.

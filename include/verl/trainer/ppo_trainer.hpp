@@ -27,6 +27,7 @@
 #include "verl/trainer/progress_bar.hpp"
 #include "verl/trainer/lr_schedule.hpp"
 #include "verl/trainer/ppo_update.hpp"
+#include "verl/trainer/validation.hpp"
 
 #include <torch/optim/adamw.h>
 
@@ -336,7 +337,8 @@ class PPOTrainer {
   //! save_freq steps and at the end. `make_provider(resume_state)` builds the prompt source: resume_state is
   //! null for a fresh start, else the provider state saved in the checkpoint (verl::data::DataProvider's
   //! constructor argument); the provider's next() returns std::optional of a batch with `prompts`
-  //! (verl::Prompts) and `items`. `validate(step)` (optional) returns validation metrics to record.
+  //! (verl::Prompts) and `items`. `validate(step)` (optional) returns validation metrics to record (see
+  //! validate() below for verl's validation pass).
   //! Checkpoints hold the actor (and critic) in Hugging Face layout, their AdamW states, LR schedules, the
   //! KL controller, the CPU RNG, the data position, the step and the config text; resuming and running on gives
   //! bit-identical weights to an uninterrupted run (same threads, CPU).
@@ -401,6 +403,16 @@ class PPOTrainer {
     }
     result.last_step = global_step_;
     return result;
+  }
+
+  //! verl's validation pass (verl/trainer/validation.hpp): `params.n` responses per prompt of `provider` (until
+  //! it returns nullopt), scored by this trainer's scorer, reported per data source as val-core/... and
+  //! val-aux/... metrics. As fit's `validate` callback:
+  //!
+  //!     [&](std::int64_t) { auto val = make_val_provider(); return trainer.validate(*val, val_params).metrics; }
+  template <class Provider>
+  [[nodiscard]] ValidationResult validate(Provider& provider, const SamplingParams& params) {
+    return run_validation(actor_, scorer_, provider, params);
   }
 
   //! A fresh copy of the default pipeline, bound to this trainer's models, to edit and pass to step().

@@ -21,6 +21,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <numeric>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -654,4 +655,136 @@ TEST_CASE("ReMax: the greedy baseline stage feeds the estimator (reward minus th
   const auto m = trainer.step(prompt_batch(4));
   CHECK(m.count("timing_s/gen_max") == 1);
   CHECK(m.count("actor/pg_loss") == 1);
+}
+
+namespace {
+// A rule with an extra "acc", as verl's math rules report: the score is the fraction of digits in the response
+// (an untrained model already scores between 0 and 1, so the metrics below are not all zeros), acc = score > 0.5.
+struct DigitFractionWithAcc {
+  verl::RewardOutput operator()(const verl::RewardInput& in) const {
+    double digits = 0;
+    for (char c : in.response) digits += (c >= '0' && c <= '9') ? 1 : 0;
+    const double s = in.response.empty() ? 0.0 : digits / static_cast<double>(in.response.size());
+    return {s, {{"acc", s > 0.5 ? 1.0 : 0.0}}};
+  }
+};
+
+void write_two_source_jsonl(const std::filesystem::path& file) {
+  std::ofstream out(file);
+  for (int i = 0; i < 10; ++i) {
+    out << nlohmann::json{{"prompt", std::to_string(10 + i) + "+" + std::to_string(i % 4) + "="},
+                          {"data_source", i % 3 == 0 ? "three" : "rest"},
+                          {"reward_model", {{"ground_truth", std::to_string(10 + i + i % 4)}}}}
+               .dump()
+        << "\n";
+  }
+}
+}  // namespace
+
+TEST_CASE("validate: verl's per-data-source validation metrics (val-core/<source>/acc, val-aux/...reward)",
+          "[trainer][validation]") {
+  verl::test::TempDir tmp{"verl_validation"};
+  const auto jsonl = tmp.path / "val.jsonl";
+  write_two_source_jsonl(jsonl);
+  ArithTokenizer tokenizer;
+  auto dataset = std::make_shared<const verl::data::RLDataset>(
+      verl::data::RLDataset::load({jsonl.string()}, tokenizer, verl::data::RLDatasetOptions{}));
+  auto actor = make_actor(31);
+  Reference ref(make_lm(31));
+  auto options = small_options();
+  FitTrainer trainer(actor, verl::no_critic{}, ref, verl::stages::scorer_of(DigitFractionWithAcc{}, tokenizer), options);
+  auto val_provider = [&] {
+    verl::data::DataProviderOptions o;
+    o.batch_size = 4;  // 10 rows: batches of 4, 4, 2
+    o.shuffle = false;
+    o.drop_last = false;
+    o.epochs = 1;
+    o.num_workers = 0;
+    return std::make_unique<Provider>(dataset, o);
+  };
+
+  // The expected values, computed independently: the whole dataset in one generate call (decoding is greedy,
+  // so batching does not change the responses), scored one by one with the rule.
+  auto expected_for = [&](const verl::SamplingParams& params) {
+    verl::data::DataProviderOptions o;
+    o.batch_size = 10;
+    o.shuffle = false;
+    o.epochs = 1;
+    o.num_workers = 0;
+    Provider all(dataset, o);
+    auto batch = all.next();
+    REQUIRE(batch);
+    const auto r = actor.generate(batch->prompts, params);
+    // source -> var -> per-prompt means
+    std::map<std::string, std::map<std::string, std::vector<double>>> per_prompt;
+    for (std::int64_t i = 0; i < 10; ++i) {
+      double reward = 0, acc = 0;
+      for (std::int64_t k = 0; k < params.n; ++k) {
+        const auto row = i * params.n + k;
+        std::vector<std::int64_t> ids;
+        for (std::int64_t t = 0; t < r.responses.size(1); ++t)
+          if (r.response_mask[row][t].item<bool>()) ids.push_back(r.responses[row][t].item<std::int64_t>());
+        const std::string text = tokenizer.decode(ids);
+        const auto out = DigitFractionWithAcc{}(verl::make_reward_input(batch->items[static_cast<std::size_t>(i)], text));
+        reward += out.score;
+        acc += out.extra.at("acc");
+      }
+      const auto& source = batch->items[static_cast<std::size_t>(i)].data_source;
+      per_prompt[source]["reward"].push_back(reward / static_cast<double>(params.n));
+      per_prompt[source]["acc"].push_back(acc / static_cast<double>(params.n));
+    }
+    std::map<std::string, double> means;
+    for (const auto& [source, vars] : per_prompt)
+      for (const auto& [var, v] : vars) means[source + "/" + var] = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+    return means;
+  };
+
+  SECTION("greedy, n = 1 (verl's default val_kwargs)") {
+    const auto params = verl::trainer::validation_sampling(options.rollout);
+    CHECK(params.greedy());
+    CHECK(params.n == 1);
+    auto provider = val_provider();
+    const auto val = trainer.validate(*provider, params);
+    REQUIRE(val.samples.size() == 10);
+    CHECK(val.samples[3].data_source == "three");
+    CHECK(val.samples[4].data_source == "rest");
+    CHECK(val.samples[9].prompt_index == 9);
+    const auto expected = expected_for(params);
+    // acc is the core variable; reward and the rule's "score" are auxiliary.
+    CHECK(val.metrics.at("val-core/three/acc/mean@1") == Approx(expected.at("three/acc")).margin(1e-12));
+    CHECK(val.metrics.at("val-core/rest/acc/mean@1") == Approx(expected.at("rest/acc")).margin(1e-12));
+    CHECK(val.metrics.at("val-aux/three/reward/mean@1") == Approx(expected.at("three/reward")).margin(1e-12));
+    CHECK(val.metrics.at("val-aux/rest/reward/mean@1") == Approx(expected.at("rest/reward")).margin(1e-12));
+    CHECK(val.metrics.at("val-aux/rest/score/mean@1") == Approx(expected.at("rest/reward")).margin(1e-12));
+    CHECK(val.metrics.count("val-core/rest/reward/mean@1") == 0);
+    CHECK(val.metrics.count("timing_s/testing") == 1);
+    // Validation does not train: a second pass gives the same metrics.
+    auto again = val_provider();
+    CHECK(trainer.validate(*again, params).metrics.at("val-aux/rest/reward/mean@1") ==
+          val.metrics.at("val-aux/rest/reward/mean@1"));
+  }
+  SECTION("sampled, n = 3: mean@3 is core, std@3 auxiliary, samples of a prompt adjacent") {
+    const auto params = verl::trainer::validation_sampling(options.rollout, 3, /*do_sample=*/true, 1.0);
+    auto provider = val_provider();
+    const auto val = trainer.validate(*provider, params);
+    REQUIRE(val.samples.size() == 30);
+    CHECK(val.samples[5].prompt_index == 1);
+    CHECK(val.metrics.count("val-core/three/acc/mean@3") == 1);
+    CHECK(val.metrics.count("val-aux/three/acc/std@3") == 1);
+    CHECK(val.metrics.count("val-aux/rest/reward/std@3") == 1);
+    // The mean over a source's prompts of the per-prompt mean reward, from the samples.
+    std::map<std::int64_t, double> sum;
+    for (const auto& s : val.samples)
+      if (s.data_source == "rest") sum[s.prompt_index] += s.score / 3.0;
+    double mean = 0;
+    for (const auto& [_, v] : sum) mean += v / static_cast<double>(sum.size());
+    CHECK(val.metrics.at("val-aux/rest/reward/mean@3") == Approx(mean).margin(1e-12));
+  }
+  SECTION("a provider with no batch is an error") {
+    struct Empty {
+      std::optional<verl::data::PromptBatch> next() { return std::nullopt; }
+    } empty;
+    CHECK_THROWS_WITH(trainer.validate(empty, verl::trainer::validation_sampling(options.rollout)),
+                      Catch::Contains("returned no batch"));
+  }
 }
