@@ -123,13 +123,29 @@ else()
   set(VERL_TEST_PYTHON "" CACHE FILEPATH "Python with the parity tests' packages")
 endif()
 
-# verl_add_example(<name> REGEX <golden regex>): builds examples/<name>.cpp and runs it in CTest (label
-# `example`); the output must match the golden regex.
+# verl_use_torch_pch(<target>): <target> reuses one precompiled <torch/torch.h> (LibTorch's whole C++
+# frontend, which user programs include). The examples and benchmarks include it; parsing it costs ~20 s per
+# translation unit on the CI machine, once here. Targets must not add definitions or options that change it.
+function(verl_use_torch_pch target)
+  if(NOT TARGET verl_torch_pch)
+    add_library(verl_torch_pch STATIC "${PROJECT_SOURCE_DIR}/cmake/pch/torch_frontend_anchor.cpp")
+    target_link_libraries(verl_torch_pch PUBLIC verl::verl)
+    target_precompile_headers(verl_torch_pch PRIVATE <torch/torch.h>)
+    # GCC silently ignores a PCH built with other flags; say so instead.
+    target_compile_options(verl_torch_pch PUBLIC $<$<CXX_COMPILER_ID:GNU>:-Winvalid-pch>)
+  endif()
+  target_link_libraries(${target} PRIVATE verl_torch_pch)
+  target_precompile_headers(${target} REUSE_FROM verl_torch_pch)
+endfunction()
+
+# verl_add_example(<name> REGEX <golden regex> [ARGS <arguments...>]): builds examples/<name>.cpp and runs it in
+# CTest (label `example`) with <arguments>; the output must match the golden regex.
 function(verl_add_example name)
-  cmake_parse_arguments(ARG "" "REGEX" "" ${ARGN})
+  cmake_parse_arguments(ARG "" "REGEX" "ARGS" ${ARGN})
   set(target "verl_example_${name}")
   add_executable(${target} "${name}.cpp")
   target_link_libraries(${target} PRIVATE verl::verl)
-  add_test(NAME "example.${name}" COMMAND ${target})
+  verl_use_torch_pch(${target})
+  add_test(NAME "example.${name}" COMMAND ${target} ${ARG_ARGS})
   set_tests_properties("example.${name}" PROPERTIES LABELS "example" PASS_REGULAR_EXPRESSION "${ARG_REGEX}")
 endfunction()
