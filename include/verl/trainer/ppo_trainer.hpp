@@ -39,6 +39,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 namespace verl::trainer {
 
@@ -192,6 +193,9 @@ struct FitResult {
   std::int64_t last_step = 0;                  //!< the last step run (== total_training_steps unless data ran out)
   std::optional<std::int64_t> resumed_from;    //!< the checkpoint step resumed from
   std::map<std::string, double> last_metrics;  //!< the metrics of the last step
+  //! Parts the resumed checkpoint was saved without (save_optimizer / save_training_state off), e.g.
+  //! "optimizer `actor`": they start fresh.
+  std::vector<std::string> not_restored;
 };
 
 //! The pointers a pipeline's stages hold.
@@ -366,7 +370,8 @@ class PPOTrainer {
       if (!fo.config_text.empty()) parts.config_text(fo.config_text);
       if (fo.resume) {
         if (auto last = manager->resume()) {
-          last->restore(parts);
+          // A checkpoint saved with save_optimizer / save_training_state off resumes without those parts.
+          result.not_restored = last->restore(parts, Checkpoint::Restore::what_was_saved);
           global_step_ = last->step();
           result.resumed_from = last->step();
         }

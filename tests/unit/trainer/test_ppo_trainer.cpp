@@ -788,3 +788,36 @@ TEST_CASE("validate: verl's per-data-source validation metrics (val-core/<source
                       Catch::Contains("returned no batch"));
   }
 }
+
+TEST_CASE("fit: a checkpoint saved without optimizer state resumes, and says what it did not restore",
+          "[trainer][checkpoint]") {
+  verl::test::TempDir tmp{"verl_fit_no_optim"};
+  write_arith_jsonl(tmp.path / "train.jsonl");
+  auto fo = FitSetup::fit_options(tmp.path / "ckpt");
+  fo.save_optimizer = false;
+  fo.total_training_steps = 2;
+  {
+    FitSetup setup(tmp.path / "train.jsonl");
+    verl::trainer::MetricsRegistry registry;
+    const auto r = setup.trainer->fit(setup.make_provider(), registry, fo);
+    CHECK(r.last_step == 2);
+    CHECK(!r.resumed_from);
+  }
+  FitSetup setup(tmp.path / "train.jsonl");
+  verl::trainer::MetricsRegistry registry;
+  fo.total_training_steps = 3;
+  const auto r = setup.trainer->fit(setup.make_provider(), registry, fo);
+  REQUIRE(r.resumed_from == 2);
+  CHECK(r.first_step == 3);
+  CHECK(r.last_step == 3);
+  REQUIRE(r.not_restored.size() == 1);
+  CHECK(r.not_restored[0] == "optimizer `actor`");
+  // With the optimizer state required, the same checkpoint is refused, naming the part.
+  FitSetup strict(tmp.path / "train.jsonl");
+  auto manager = verl::trainer::CheckpointManager(tmp.path / "ckpt", {});
+  auto last = manager.resume();
+  REQUIRE(last);
+  verl::trainer::CheckpointContents parts;
+  parts.optimizer("actor", strict.trainer->actor_optimizer(), strict.trainer->actor().named_parameters());
+  CHECK_THROWS_WITH(last->restore(parts), Catch::Contains("optimizer") && Catch::Contains("actor"));
+}
