@@ -33,6 +33,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -149,6 +150,12 @@ class Actor {
   void load_weights(const std::filesystem::path& dir) {
     const auto reader = checkpoint::CheckpointReader::open(dir);
     models::load_weights(lm_, reader, dir.string());
+  }
+
+  //! Called every few engine steps of the following generate() calls with where the rollout stands (a progress
+  //! bar; RolloutManager's on_progress); empty: nothing. Shared by copies of the handle.
+  void set_rollout_progress(std::function<void(const rollout::RolloutProgress&)> fn) {
+    rollout_manager().set_on_progress(std::move(fn));
   }
 
   [[nodiscard]] CausalLM& lm() { return lm_; }

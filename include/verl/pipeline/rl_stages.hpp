@@ -28,6 +28,7 @@
 #include "verl/core/model_io.hpp"
 #include "verl/pipeline/stage.hpp"
 #include "verl/trainer/ppo_update.hpp"
+#include "verl/trainer/progress_bar.hpp"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
@@ -106,6 +107,9 @@ struct Generate {
   Actor* actor;
   SamplingParams params;
   std::int64_t next_uid = 0;
+  //! A console bar over the finished responses of each rollout (desc and total filled in); for actors with
+  //! set_rollout_progress (verl::models::Actor). Off by default; the trainer shows it on a terminal.
+  trainer::ProgressBarOptions progress_bar{.show = trainer::ProgressBarOptions::Show::never};
 
   template <BatchWith<input_ids, attention_mask, position_ids> B>
   auto run(const B& batch, StepContext& ctx) {
@@ -114,9 +118,9 @@ struct Generate {
                     batch.template get<position_ids>()};
     SamplingParams call_params = params;
     if (call_params.seed) *call_params.seed += static_cast<std::uint64_t>(next_uid);
-    const Rollout r = actor->generate(p, call_params);
-    r.validate();
     const auto b = batch.size();
+    const Rollout r = generate_with_progress(p, call_params, b * params.n);
+    r.validate();
     const auto uids = at::arange(next_uid, next_uid + b, at::kLong).repeat_interleave(params.n);  // (B*n,)
     next_uid += b;
     auto out = batch.repeat_interleave(params.n);
@@ -126,6 +130,26 @@ struct Generate {
     ctx.record("rollout/num_sequences", static_cast<double>(r.responses.size(0)));
     return put<uid>(put<response_mask>(put<responses>(put<prompts>(out, r.prompts), r.responses), r.response_mask),
                     uids);
+  }
+
+ private:
+  Rollout generate_with_progress(const Prompts& p, const SamplingParams& call_params, std::int64_t samples) {
+    if constexpr (requires { actor->set_rollout_progress(nullptr); }) {
+      if (progress_bar.show != trainer::ProgressBarOptions::Show::never) {
+        trainer::ProgressBarOptions o = progress_bar;
+        o.desc = "rollout";
+        o.total = samples;
+        o.unit = "seq";
+        trainer::ProgressBar bar(o);
+        actor->set_rollout_progress([&bar](const auto& progress) { bar.advance(progress.finished_samples - bar.n()); });
+        struct Unhook {  // the callback refers to `bar`: remove it however generate() ends
+          Actor* a;
+          ~Unhook() { a->set_rollout_progress(nullptr); }
+        } unhook{actor};
+        return actor->generate(p, call_params);
+      }
+    }
+    return actor->generate(p, call_params);
   }
 };
 

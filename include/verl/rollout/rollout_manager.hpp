@@ -161,6 +161,10 @@ class RolloutManager {
   //! Stops the rollout in progress at the next step boundary (thread-safe; also from on_progress).
   void cancel() { cancelled_.store(true); }
 
+  //! Replaces RolloutOptions::on_progress (e.g. a progress bar for the next rollout; empty: none). Not while a
+  //! rollout runs.
+  void set_on_progress(std::function<void(const RolloutProgress&)> fn) { options_.on_progress = std::move(fn); }
+
   [[nodiscard]] Engine& engine() { return *engine_; }
 
  private:

@@ -106,6 +106,9 @@ struct PPOOptions {
 
   std::uint64_t seed = 0;                     //!< shuffling seed
   std::int64_t total_training_steps = 1;      //!< trainer.total_training_steps (the LR schedules' length)
+  //! Console bars on each rollout (finished responses) and update (optimizer steps): on a terminal only by
+  //! default; `always` forces them into a pipe, `never` turns them off.
+  ProgressBarOptions::Show progress_bars = ProgressBarOptions::Show::if_terminal;
 
   //! Throws verl::ConfigError naming the first inconsistent field.
   void validate() const {
@@ -146,8 +149,9 @@ trainer::ActorLossSettings actor_loss_settings(const PPOOptions& o) {
 
 inline trainer::UpdateSchedule schedule_of(std::int64_t mini_prompts, std::int64_t n, std::int64_t micro,
                                            bool dynamic, std::int64_t max_tokens, std::int64_t epochs, bool shuffle,
-                                           std::uint64_t seed, double grad_clip) {
+                                           std::uint64_t seed, double grad_clip, ProgressBarOptions::Show bar) {
   trainer::UpdateSchedule s;
+  s.progress_bar.show = bar;
   s.ppo_mini_batch_size = mini_prompts * n;
   s.micro_batch_size = micro;
   s.use_dynamic_bsz = dynamic;
@@ -215,7 +219,7 @@ auto make_rl_pipeline(const PipelineModels<Actor, Critic, Reference>& m, stages:
   using Set = ModelSet<Algorithm, Actor, Critic, Reference>;
   const double temperature = o.rollout.temperature > 0 ? o.rollout.temperature : 1.0;
   const auto settings = detail::actor_loss_settings<Algorithm>(o);
-  auto head = std::tuple(stages::Generate<Actor>{m.actor, o.rollout});
+  auto head = std::tuple(stages::Generate<Actor>{m.actor, o.rollout, 0, ProgressBarOptions{.show = o.progress_bars}});
   auto baseline = [&] {
     if constexpr (stages::detail::needs_reward_baselines<typename Algorithm::estimator>())
       return std::tuple(stages::GreedyBaseline<Actor>{m.actor, o.rollout, scorer});
@@ -251,14 +255,15 @@ auto make_rl_pipeline(const PipelineModels<Actor, Critic, Reference>& m, stages:
       return std::tuple(stages::UpdateCritic<Critic>{
           m.critic, m.critic_optimizer,
           detail::schedule_of(o.critic_mini_batch_size, n, o.critic_micro_batch_size, o.use_dynamic_bsz,
-                              o.ppo_max_token_len, o.critic_epochs, o.shuffle, o.seed + 17, o.critic_grad_clip),
+                              o.ppo_max_token_len, o.critic_epochs, o.shuffle, o.seed + 17, o.critic_grad_clip,
+                              o.progress_bars),
           o.cliprange_value, settings.loss_agg_mode});
     else return std::tuple<>();
   }();
   auto actor_update = std::tuple(stages::UpdateActor<Actor, typename Algorithm::loss, Algorithm::kl_as_loss>{
       m.actor, m.actor_optimizer, typename Algorithm::loss{},
       detail::schedule_of(o.ppo_mini_batch_size, n, o.ppo_micro_batch_size, o.use_dynamic_bsz, o.ppo_max_token_len,
-                          o.ppo_epochs, o.shuffle, o.seed, o.grad_clip),
+                          o.ppo_epochs, o.shuffle, o.seed, o.grad_clip, o.progress_bars),
       settings, o.critic_warmup});
   return verl::detail::make_pipeline_from_tuple<stages::prompt_fields>(
       std::tuple_cat(std::move(head), std::move(baseline), std::move(score), std::move(ref), std::move(values),

@@ -28,6 +28,7 @@
 #include "verl/core/fields.hpp"
 #include "verl/core/partition.hpp"
 #include "verl/pipeline/stage.hpp"
+#include "verl/trainer/progress_bar.hpp"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/tensor.h>
@@ -53,6 +54,9 @@ struct UpdateSchedule {
   bool shuffle = false;                   //!< shuffle items before each epoch (shuffle; verl 0.7.1 ignores it)
   std::uint64_t shuffle_seed = 0;         //!< base seed of that shuffle (the epoch and step are mixed in)
   double grad_clip = 1.0;                 //!< global gradient-norm clip (grad_clip)
+  //! A console bar over the optimizer steps of one update (epochs x mini-batches); its desc and total are
+  //! filled in. Off by default; the trainer shows it on a terminal.
+  ProgressBarOptions progress_bar{.show = ProgressBarOptions::Show::never};
 
   //! Throws verl::ConfigError naming the first field out of range.
   void validate() const {
@@ -162,6 +166,16 @@ struct ActorLossSettings {
   double temperature = 1.0;                //!< the rollout temperature (log-probs are of the tempered policy)
 };
 
+namespace detail {
+inline ProgressBarOptions update_bar_options(const UpdateSchedule& schedule, std::string desc, std::int64_t num_mini) {
+  ProgressBarOptions o = schedule.progress_bar;
+  o.desc = std::move(desc);
+  o.total = schedule.ppo_epochs * num_mini;
+  o.unit = "step";
+  return o;
+}
+}  // namespace detail
+
 //! One verl `update_policy` call over `batch` (fields: input_ids, attention_mask, position_ids, responses,
 //! response_mask, old_log_probs, advantages, and ref_log_probs when settings.use_kl_loss). actor/pg_loss and
 //! actor/kl_loss are, as in verl 0.7.1's dp_actor, the sum over every mini-batch of every epoch of that
@@ -182,6 +196,7 @@ void update_policy(Actor& actor, torch::optim::Optimizer& optimizer, const Loss&
   const bool on_policy = num_mini == 1 && schedule.ppo_epochs == 1;
   const bool want_entropy = settings.calculate_entropy || settings.entropy_coeff != 0;
   optimizer.zero_grad();
+  ProgressBar bar(detail::update_bar_options(schedule, "update_actor", num_mini));
   double pg_loss_total = 0, kl_loss_total = 0;
   for (std::int64_t epoch = 0; epoch < schedule.ppo_epochs; ++epoch) {
     const B epoch_batch =
@@ -236,6 +251,8 @@ void update_policy(Actor& actor, torch::optim::Optimizer& optimizer, const Loss&
       pg_loss_total += pg_loss_sum;
       kl_loss_total += kl_loss_sum;
       ctx.record("actor/grad_norm", clip_and_step(optimizer, parameters, schedule.grad_clip));
+      bar.set_postfix(MetricMap{{"pg_loss", pg_loss_sum}});
+      bar.advance();
     }
   }
   ctx.record("actor/pg_loss", pg_loss_total);
@@ -257,6 +274,8 @@ void update_critic(Critic& critic, torch::optim::Optimizer& optimizer, const B& 
   const c10::AutoGradMode grad_on(true);
   const auto parameters = critic.parameters();
   optimizer.zero_grad();
+  const std::int64_t num_mini = (batch.size() + schedule.ppo_mini_batch_size - 1) / schedule.ppo_mini_batch_size;
+  ProgressBar bar(detail::update_bar_options(schedule, "update_critic", num_mini));
   double vf_loss_total = 0;
   for (std::int64_t epoch = 0; epoch < schedule.ppo_epochs; ++epoch) {
     const B epoch_batch =
@@ -279,6 +298,8 @@ void update_critic(Critic& critic, torch::optim::Optimizer& optimizer, const B& 
       }
       vf_loss_total += vf_loss_sum;
       ctx.record("critic/grad_norm", clip_and_step(optimizer, parameters, schedule.grad_clip));
+      bar.set_postfix(MetricMap{{"vf_loss", vf_loss_sum}});
+      bar.advance();
     }
   }
   ctx.record("critic/vf_loss", vf_loss_total);

@@ -821,3 +821,26 @@ TEST_CASE("fit: a checkpoint saved without optimizer state resumes, and says wha
   parts.optimizer("actor", strict.trainer->actor_optimizer(), strict.trainer->actor().named_parameters());
   CHECK_THROWS_WITH(last->restore(parts), Catch::Contains("optimizer") && Catch::Contains("actor"));
 }
+
+TEST_CASE("progress bars: rollout over finished responses, update over optimizer steps", "[trainer][pipeline]") {
+  auto actor = make_actor(41);
+  Reference ref(make_lm(41));
+  auto options = small_options();  // 4 prompts x n = 4, mini-batches of 4 prompts: 1 optimizer step per epoch
+  options.ppo_epochs = 2;
+  PPOTrainer<verl::GRPO<>, Actor, verl::no_critic, Reference> trainer(actor, {}, ref, target_fraction_scorer(), options);
+  auto p = trainer.default_pipeline();
+  std::FILE* out = std::tmpfile();
+  REQUIRE(out != nullptr);
+  const verl::trainer::ProgressBarOptions forced{.show = verl::trainer::ProgressBarOptions::Show::always, .stream = out};
+  std::get<verl::stages::Generate<Actor>>(p.stages()).progress_bar = forced;
+  p.stage<verl::stages::UpdateActor<Actor, verl::losses::VanillaPPO, true>>().schedule.progress_bar = forced;
+  (void)trainer.step(p, prompt_batch(4));
+  std::rewind(out);
+  std::string text;
+  for (int c = std::fgetc(out); c != EOF; c = std::fgetc(out)) text += static_cast<char>(c);
+  std::fclose(out);
+  CHECK_THAT(text, Catch::Contains("rollout: 100%") && Catch::Contains("16/16"));
+  CHECK_THAT(text, Catch::Contains("update_actor: 100%") && Catch::Contains("2/2") && Catch::Contains("pg_loss="));
+  // After the rollout the actor's progress hook is removed: a plain generate() does not touch the dead bar.
+  (void)trainer.step(prompt_batch(4));
+}
