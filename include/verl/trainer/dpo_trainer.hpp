@@ -11,6 +11,24 @@
 //!     auto metrics = trainer.step(pair_batch);              // {"loss", "rewards/margins", "grad_norm", ...}
 //!     trainer.fit(provider, 100);                           // provider: verl::data::DataProvider<DPODataset>
 //!
+//! With checkpoints, resume and validation (verl's SFT loop, offline_common.hpp; from a YAML config:
+//! offline_from_config.hpp):
+//!
+//!     auto result = trainer.fit([&](const nlohmann::json& resume) {        // null or the saved data position
+//!       return std::make_unique<verl::data::DataProvider<verl::data::DPODataset>>(pairs, po, resume);
+//!     }, registry, fit_options, [&](std::int64_t) {
+//!       verl::data::DataProvider<verl::data::DPODataset> val(val_pairs, val_po);  // one epoch, unshuffled
+//!       return trainer.validate(val);                                      // eval_loss, eval_rewards/margins, ...
+//!     });
+//!
+//! Evaluation (TRL's prediction_step / evaluate): evaluate(batch) is a step's metrics without an update (the
+//! reference log-probs are computed for the batch, never read from the training cache); validate(provider)
+//! reports TRL's eval names: eval_loss (the mean over the evaluation examples of their batches' losses, as
+//! transformers' evaluation_loop repeats each batch loss per example), and eval_rewards/chosen,
+//! eval_rewards/rejected, eval_rewards/accuracies, eval_rewards/margins, eval_logps/chosen,
+//! eval_logps/rejected, eval_nll_loss (rpo_alpha, CPO, ORPO), eval_log_odds_ratio / eval_log_odds_chosen
+//! (ORPO): the mean over the batches of each batch's mean, as TRL's log() averages its stored metrics.
+//!
 //! Reference-free training (TRL's reference_free, or no reference model at all): DPOTrainer<Actor,
 //! verl::no_reference>: the reference log-probs are zeros, so every loss type runs without a reference model
 //! ("a reference that assigns equal probability to all responses").
@@ -55,11 +73,16 @@
 #include "verl/data/preference_dataset.hpp"
 #include "verl/trainer/offline_common.hpp"
 
+#include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <concepts>
 #include <functional>
+#include <map>
+#include <string>
 #include <optional>
 #include <span>
 #include <type_traits>
@@ -233,28 +256,60 @@ class PairPreferenceTrainer {
   std::vector<std::map<std::string, double>> fit(
       data::DataProvider<data::DPODataset>& provider, std::int64_t steps,
       const std::function<void(std::int64_t, const std::map<std::string, double>&)>& on_step = {}) {
-    if constexpr (requires { options_.precompute_ref_log_probs; })
-      if (options_.precompute_ref_log_probs && !ref_cache_) precompute_reference_log_probs(provider.dataset());
     std::vector<std::map<std::string, double>> history;
     for (std::int64_t s = 0; s < steps; ++s) {
-      std::vector<data::PairBatch> batches;
-      std::vector<PairLogps> refs;
-      for (std::int64_t g = 0; g < options_.gradient_accumulation_steps; ++g) {
-        const auto state = provider.state();  // the position of the batch next() returns
-        auto b = provider.next();
-        if (!b) break;
-        if (ref_cache_) {
-          const auto idx = provider.batch_indices(state.at("epoch").template get<std::size_t>(),
-                                                  state.at("batches_consumed").template get<std::size_t>());
-          refs.push_back(cached(idx));
-        }
-        batches.push_back(std::move(*b));
-      }
-      if (batches.empty()) break;
-      history.push_back(update(batches, refs));
+      auto m = train_step(provider);
+      if (!m) break;
+      history.push_back(std::move(*m));
       if (on_step) on_step(global_step_, history.back());
     }
     return history;
+  }
+
+  //! verl's fit loop (offline_common.hpp): resumes from a checkpoint (fo.resume / fo.resume_from_path), runs
+  //! steps up to fo.total_training_steps, each over gradient_accumulation_steps provider batches, recording
+  //! their metrics in `registry`, validating every fo.test_freq steps and at the last step (`validate(step)`,
+  //! e.g. this trainer's validate(provider)), saving every fo.save_freq steps and at the last step.
+  //! `make_provider(resume_state)` returns a std::unique_ptr to a provider of PairBatch (DataProvider<DPODataset>)
+  //! built from that state (null: from the start). With precompute_ref_log_probs the cache is filled from the
+  //! provider's dataset before the first step (also after a resume: the reference is frozen).
+  template <class MakeProvider>
+    requires std::invocable<MakeProvider&, const nlohmann::json&>
+  OfflineFitResult fit(MakeProvider&& make_provider, MetricsRegistry& registry, const OfflineFitOptions& fo,
+                       const detail::OfflineValidateFn& validate = {}) {
+    return detail::run_offline_fit(
+        Objective::name, policy_, optimizer_, global_step_, std::forward<MakeProvider>(make_provider),
+        [this](auto& provider) { return train_step(provider); }, registry, fo, validate);
+  }
+
+  //! One batch's metrics (TRL's names, as step() reports them, without grad_norm / learning_rate) with no
+  //! update: TRL's prediction_step. The reference log-probs are computed for the batch.
+  [[nodiscard]] std::map<std::string, double> evaluate(const data::PairBatch& batch) {
+    return compute({&batch, 1}, {}, false);
+  }
+
+  //! TRL's evaluate over `provider`'s batches (until it returns nullopt): eval_loss weighted by the batches'
+  //! pairs, every other metric as `eval_<name>`, the mean of the batches' values (see the file comment).
+  template <class Provider>
+  [[nodiscard]] std::map<std::string, double> validate(Provider& provider) {
+    double loss_sum = 0;
+    std::int64_t pairs = 0;
+    std::map<std::string, std::pair<double, std::int64_t>> sums;  // name -> (sum over batches, batches)
+    while (auto b = provider.next()) {
+      const auto m = evaluate(*b);
+      const auto n = b->chosen.batch_size();
+      loss_sum += m.at("loss") * static_cast<double>(n);
+      pairs += n;
+      for (const auto& [k, v] : m) {
+        if (k == "loss") continue;
+        sums[k].first += v;
+        sums[k].second += 1;
+      }
+    }
+    verl::detail::check<InputError>(pairs > 0, Objective::name, "::validate: the validation provider gave no pair");
+    std::map<std::string, double> out{{"eval_loss", loss_sum / static_cast<double>(pairs)}};
+    for (const auto& [k, s] : sums) out["eval_" + k] = s.first / static_cast<double>(s.second);
+    return out;
   }
 
   //! TRL's precompute_ref_log_probs: the reference model scores every example of `dataset` once, in batches
@@ -338,8 +393,46 @@ class PairPreferenceTrainer {
     return {ref_cache_->chosen.index_select(0, t), ref_cache_->rejected.index_select(0, t)};
   }
 
+  //! One optimizer step over gradient_accumulation_steps batches of `provider` (nullopt when it has none left);
+  //! the precomputed reference log-probs (filled now if asked for and missing) are looked up by the rows'
+  //! dataset indices.
+  template <class Provider>
+  std::optional<std::map<std::string, double>> train_step(Provider& provider) {
+    if constexpr (requires { options_.precompute_ref_log_probs; })
+      if (options_.precompute_ref_log_probs && !ref_cache_) precompute_reference_log_probs(provider.dataset());
+    std::vector<data::PairBatch> batches;
+    std::vector<PairLogps> refs;
+    for (std::int64_t g = 0; g < options_.gradient_accumulation_steps; ++g) {
+      auto b = provider.next();
+      if (!b) break;
+      if (ref_cache_) {
+        verl::detail::check<InputError>(b->indices.size() == static_cast<std::size_t>(b->chosen.batch_size()),
+                                        Objective::name, ": a PairBatch without dataset indices cannot read the "
+                                        "precomputed reference log-probs");
+        refs.push_back(cached(b->indices));
+      }
+      batches.push_back(std::move(*b));
+    }
+    if (batches.empty()) return std::nullopt;
+    return update(batches, refs);
+  }
+
   //! One optimizer step over `batches` (refs: one per batch, or empty to compute them).
   std::map<std::string, double> update(std::span<const data::PairBatch> batches, std::span<const PairLogps> refs) {
+    optimizer_.zero_grad();
+    auto m = compute(batches, refs, true);
+    const auto step = optimizer_.step();
+    ++global_step_;
+    m["grad_norm"] = step.grad_norm;
+    m["learning_rate"] = step.lr_used;
+    m["step"] = static_cast<double>(global_step_);
+    return m;
+  }
+
+  //! The loss and metrics of `batches` as one step; with `train`, the gradient of the step's loss is
+  //! accumulated (micro-batch by micro-batch), else everything runs under no-grad.
+  std::map<std::string, double> compute(std::span<const data::PairBatch> batches, std::span<const PairLogps> refs,
+                                        bool train) {
     const auto nll_weight = Objective::nll_weight(options_);
     std::int64_t total_pairs = 0, total_chosen_tokens = 0;
     for (const auto& b : batches) {
@@ -351,8 +444,7 @@ class PairPreferenceTrainer {
       total_chosen_tokens += b.chosen_mask.ne(0).sum().template item<std::int64_t>();
     }
     verl::detail::check<InputError>(total_pairs > 0, Objective::name, "::step: the batch has no pair");
-    const c10::AutoGradMode grad_on(true);
-    optimizer_.zero_grad();
+    const c10::AutoGradMode grad_on(train);
     std::vector<at::Tensor> pcs, prs, crs, rrs;
     double loss_sum = 0, nll_sum = 0;
     std::map<std::string, double> extra_sums;
@@ -390,7 +482,7 @@ class PairPreferenceTrainer {
           nll_sum += nll.template item<double>();
           loss = loss.add(nll.mul(*nll_weight));
         }
-        loss.backward();
+        if (train) loss.backward();
         loss_sum += loss.template item<double>();
         pcs.push_back(pc.detach());
         prs.push_back(pr.detach());
@@ -398,8 +490,6 @@ class PairPreferenceTrainer {
         rrs.push_back(out.rejected_rewards);
       }
     }
-    const auto step = optimizer_.step();
-    ++global_step_;
     const auto chosen_rewards = at::cat(crs, 0), rejected_rewards = at::cat(rrs, 0);  // (B,)
     std::map<std::string, double> m;
     m["loss"] = loss_sum;
@@ -411,9 +501,6 @@ class PairPreferenceTrainer {
     m["logps/rejected"] = detail::mean_of(at::cat(prs, 0));
     if (nll_weight) m["nll_loss"] = nll_sum;
     for (const auto& [name, sum] : extra_sums) m[name] = sum / static_cast<double>(total_pairs);
-    m["grad_norm"] = step.grad_norm;
-    m["learning_rate"] = step.lr_used;
-    m["step"] = static_cast<double>(global_step_);
     return m;
   }
 

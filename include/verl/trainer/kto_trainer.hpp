@@ -30,6 +30,14 @@
 //! Not provided: precompute_ref_log_probs for KTO (the KL pairs depend on the batch), the BCO variant, liger.
 //! A batch of one pairs an example with its own completion (TRL requires per_device_train_batch_size > 1 for
 //! this reason): use batches of two or more.
+//!
+//! fit(make_provider, registry, fit_options, validate) is the loop with checkpoints, resume and validation
+//! (offline_common.hpp), as for DPOTrainer. Evaluation (TRL's prediction_step / evaluate / log):
+//! evaluate(batch) is a step's metrics without an update (the KL reference point from that batch);
+//! validate(provider) reports TRL's eval names: eval_loss (the mean over the evaluation examples of their
+//! batches' losses, transformers' evaluation_loop), eval_kl (the mean over the batches), eval_rewards/chosen,
+//! eval_logps/chosen, eval_rewards/rejected, eval_logps/rejected (sums over all batches / counts, as TRL's
+//! log() divides the summed values by the summed counts), eval_rewards/margins (chosen - rejected).
 
 #include "verl/algos/algorithm.hpp"
 #include "verl/algos/pref/kto.hpp"
@@ -40,9 +48,14 @@
 
 #include <ATen/ops/nonzero.h>
 #include <c10/core/GradMode.h>
+#include <nlohmann/json.hpp>
 
+#include <concepts>
 #include <functional>
+#include <map>
+#include <optional>
 #include <span>
+#include <string>
 #include <utility>
 
 namespace verl::trainer {
@@ -92,17 +105,65 @@ class KTOTrainer {
       const std::function<void(std::int64_t, const std::map<std::string, double>&)>& on_step = {}) {
     std::vector<std::map<std::string, double>> history;
     for (std::int64_t s = 0; s < steps; ++s) {
-      std::vector<data::KTOBatch> batches;
-      for (std::int64_t g = 0; g < options_.gradient_accumulation_steps; ++g) {
-        auto b = provider.next();
-        if (!b) break;
-        batches.push_back(std::move(*b));
-      }
-      if (batches.empty()) break;
-      history.push_back(update(batches));
+      auto m = train_step(provider);
+      if (!m) break;
+      history.push_back(std::move(*m));
       if (on_step) on_step(global_step_, history.back());
     }
     return history;
+  }
+
+  //! verl's fit loop (offline_common.hpp) over a provider of KTOBatch built by `make_provider(resume_state)`;
+  //! see DPOTrainer::fit.
+  template <class MakeProvider>
+    requires std::invocable<MakeProvider&, const nlohmann::json&>
+  OfflineFitResult fit(MakeProvider&& make_provider, MetricsRegistry& registry, const OfflineFitOptions& fo,
+                       const detail::OfflineValidateFn& validate = {}) {
+    return detail::run_offline_fit(
+        "verl::trainer::KTOTrainer", policy_, optimizer_, global_step_, std::forward<MakeProvider>(make_provider),
+        [this](auto& provider) { return train_step(provider); }, registry, fo, validate);
+  }
+
+  //! One batch's metrics (as step() reports them, without grad_norm / learning_rate) with no update.
+  [[nodiscard]] std::map<std::string, double> evaluate(const data::KTOBatch& batch) { return compute({&batch, 1}, false); }
+
+  //! TRL's evaluate over `provider`'s batches (until it returns nullopt); see the file comment.
+  template <class Provider>
+  [[nodiscard]] std::map<std::string, double> validate(Provider& provider) {
+    double loss_sum = 0, kl_sum = 0;
+    std::int64_t examples = 0, batches = 0;
+    std::map<std::string, double> sums;  // "rewards/chosen" etc. -> sum over examples; "count/..." -> count
+    while (auto b = provider.next()) {
+      const auto m = evaluate(*b);
+      const auto n = b->completion.batch_size();
+      loss_sum += m.at("loss") * static_cast<double>(n);
+      kl_sum += m.at("kl");
+      examples += n;
+      ++batches;
+      for (const char* split : {"chosen", "rejected"}) {
+        const double count = m.at(std::string("count/") + split);
+        sums[std::string("count/") + split] += count;
+        for (const char* metric : {"rewards", "logps"}) {
+          const auto key = std::string(metric) + "/" + split;
+          if (count > 0) sums[key] += m.at(key) * count;  // the batch mean times its count: TRL's *_sum
+        }
+      }
+    }
+    verl::detail::check<InputError>(examples > 0, "verl::trainer::KTOTrainer::validate: the validation provider "
+                                    "gave no example");
+    std::map<std::string, double> out{{"eval_loss", loss_sum / static_cast<double>(examples)},
+                                      {"eval_kl", kl_sum / static_cast<double>(batches)}};
+    for (const char* split : {"chosen", "rejected"}) {
+      const double count = sums[std::string("count/") + split];
+      if (count == 0) continue;  // TRL would divide by zero
+      for (const char* metric : {"rewards", "logps"}) {
+        const auto key = std::string(metric) + "/" + split;
+        out["eval_" + key] = sums[key] / count;
+      }
+    }
+    if (out.count("eval_rewards/chosen") && out.count("eval_rewards/rejected"))
+      out["eval_rewards/margins"] = out["eval_rewards/chosen"] - out["eval_rewards/rejected"];
+    return out;
   }
 
   //! The policy's per-sequence completion log-probs (B,) of `batch`, under no-grad.
@@ -125,7 +186,33 @@ class KTOTrainer {
                                   mask.narrow(0, begin, n));  // (n,)
   }
 
+  //! One optimizer step over gradient_accumulation_steps batches of `provider` (nullopt when it has none left).
+  template <class Provider>
+  std::optional<std::map<std::string, double>> train_step(Provider& provider) {
+    std::vector<data::KTOBatch> batches;
+    for (std::int64_t g = 0; g < options_.gradient_accumulation_steps; ++g) {
+      auto b = provider.next();
+      if (!b) break;
+      batches.push_back(std::move(*b));
+    }
+    if (batches.empty()) return std::nullopt;
+    return update(batches);
+  }
+
   std::map<std::string, double> update(std::span<const data::KTOBatch> batches) {
+    optimizer_.zero_grad();
+    auto m = compute(batches, true);
+    const auto step = optimizer_.step();
+    ++global_step_;
+    m["grad_norm"] = step.grad_norm;
+    m["learning_rate"] = step.lr_used;
+    m["step"] = static_cast<double>(global_step_);
+    return m;
+  }
+
+  //! The loss and metrics of `batches` as one step; with `train`, the gradient of the step's loss is
+  //! accumulated, else everything runs under no-grad.
+  std::map<std::string, double> compute(std::span<const data::KTOBatch> batches, bool train) {
     const auto cfg = options_.loss_config();
     const bool with_kl = cfg.loss_type == pref::KTOLossType::kto;
     const std::int64_t micro = options_.per_device_train_batch_size;
@@ -162,9 +249,8 @@ class KTOTrainer {
       if (with_kl) kl_mean = at::cat(kl_diffs, 0).mean();  // ()
     }
 
-    // 3. Gradient pass.
-    const c10::AutoGradMode grad_on(true);
-    optimizer_.zero_grad();
+    // 3. Gradient pass (no-grad when evaluating).
+    const c10::AutoGradMode grad_on(train);
     std::vector<at::Tensor> chosen_logps, rejected_logps, chosen_rewards, rejected_rewards;
     double loss_sum = 0, kl_value = 0;
     for (std::size_t k = 0; k < batches.size(); ++k) {
@@ -181,7 +267,7 @@ class KTOTrainer {
                                         ref.index_select(0, chosen_idx), ref.index_select(0, rejected_idx), {}, cfg,
                                         with_kl ? kl_mean.to(pi.scalar_type()) : at::Tensor{});
         const auto loss = out.losses.nansum().div(static_cast<double>(total));  // () share of the step's mean
-        loss.backward();
+        if (train) loss.backward();
         loss_sum += loss.template item<double>();
         kl_value = out.kl.template item<double>();
         chosen_logps.push_back(pi.detach().index_select(0, chosen_idx));
@@ -190,9 +276,6 @@ class KTOTrainer {
         rejected_rewards.push_back(out.rejected_rewards);
       }
     }
-    const auto step = optimizer_.step();
-    ++global_step_;
-
     std::map<std::string, double> m;
     m["loss"] = loss_sum;
     m["kl"] = kl_value;
@@ -210,9 +293,6 @@ class KTOTrainer {
                             static_cast<double>(rr.numel());
     }
     if (cr.numel() > 0 && rr.numel() > 0) m["rewards/margins"] = m["rewards/chosen"] - m["rewards/rejected"];
-    m["grad_norm"] = step.grad_norm;
-    m["learning_rate"] = step.lr_used;
-    m["step"] = static_cast<double>(global_step_);
     return m;
   }
 

@@ -10,20 +10,39 @@
 //! accumulated gradient is then the gradient of the whole step's mean loss whatever the micro-batch size.
 //! (TRL averages each micro-batch and divides by gradient_accumulation_steps; the two agree when the
 //! micro-batches are the same size, which is TRL's case with drop_last.)
+//!
+//! The fit loop (OfflineFitOptions, detail::run_offline_fit) is verl 0.7.1's SFT trainer loop
+//! (verl/trainer/sft_trainer.py `fit`) for all three trainers: resume from the latest complete checkpoint,
+//! steps up to total_training_steps, metrics into a MetricsRegistry, validation every test_freq steps and at
+//! the last step, checkpoints every save_freq steps and at the last step. A checkpoint (CheckpointManager
+//! layout, docs/checkpoints.md) holds `actor/` (the policy in Hugging Face layout, so a PPO run can start
+//! from it), `optimizer/actor/` (AdamW), the LR schedule, LibTorch's CPU generator, the data position, the
+//! step and the effective config; a resumed run gives bit-identical weights (CPU, same threads).
 
 #include "verl/core/errors.hpp"
 #include "verl/core/model_io.hpp"
+#include "verl/trainer/checkpoint_manager.hpp"
 #include "verl/trainer/lr_schedule.hpp"
+#include "verl/trainer/metrics.hpp"
 #include "verl/trainer/ppo_update.hpp"  // clip_and_step
+#include "verl/trainer/progress_bar.hpp"
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/cat.h>
 #include <torch/optim/adamw.h>
 
+#include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace verl::trainer {
@@ -130,6 +149,183 @@ template <class Model>
 //! The mean of a 1-D tensor as a double (NaN when empty, as torch's mean of an empty tensor).
 [[nodiscard]] inline double mean_of(const at::Tensor& t) {
   return t.numel() == 0 ? std::nan("") : t.to(at::kDouble).mean().item<double>();
+}
+
+//! The checkpoint parts of the policy: `actor/` in its own (Hugging Face) layout, loaded back in place, and
+//! its AdamW state keyed by parameter name.
+template <class Policy>
+void add_policy_parts(std::string_view owner, Policy& policy, OfflineOptimizer& optimizer, CheckpointContents& parts,
+                      bool with_optimizer) {
+  if constexpr (requires(const std::filesystem::path& p) {
+                  policy.save(p);
+                  policy.load_weights(p);
+                  policy.named_parameters();
+                }) {
+    parts.model("actor", [&policy](const std::filesystem::path& p) { policy.save(p); },
+                [&policy](const std::filesystem::path& p) { policy.load_weights(p); });
+    if (with_optimizer) parts.optimizer("actor", optimizer.optimizer(), policy.named_parameters());
+  } else {
+    (void)policy;
+    (void)optimizer;
+    (void)parts;
+    (void)with_optimizer;
+    throw ConfigError(verl::detail::concat_message(
+        owner, "::fit: checkpointing and resuming need the policy to have save(dir), load_weights(dir) and "
+        "named_parameters() (verl::models::Actor has them); set save_freq <= 0 and resume = false otherwise"));
+  }
+}
+
+}  // namespace detail
+
+//! The loop around an offline trainer's step: verl 0.7.1 sft_trainer.py `fit` with its trainer.* keys
+//! (offline_fit_options_from in offline_from_config.hpp fills it from a YAML config).
+struct OfflineFitOptions {
+  std::int64_t total_training_steps = 1;  //!< trainer.total_training_steps: the loop ends at this global step
+  std::int64_t save_freq = -1;            //!< trainer.save_freq: checkpoint every k steps and at the last (<= 0: never)
+  std::filesystem::path checkpoint_dir;   //!< trainer.default_local_dir
+  int max_ckpt_to_keep = 0;               //!< trainer.max_ckpt_to_keep: keep the newest N (<= 0: all)
+  bool resume = true;                     //!< trainer.resume_mode auto: the latest complete checkpoint, if any
+  //! trainer.resume_mode resume_path: resume from exactly this checkpoint directory; a missing, incomplete or
+  //! corrupted one is an error (verl::InputError naming the file and what mismatched), never skipped.
+  std::optional<std::filesystem::path> resume_from_path;
+  bool save_optimizer = true;             //!< checkpoint.save_contents has `optimizer`
+  bool save_training_state = true;        //!< checkpoint.save_contents has `extra` (schedule, RNG, data position)
+  bool load_optimizer = true;             //!< checkpoint.load_contents has `optimizer`
+  bool load_training_state = true;        //!< checkpoint.load_contents has `extra`
+  std::string config_text;                //!< the effective config, saved as config.yaml in each checkpoint
+  std::int64_t test_freq = -1;            //!< trainer.test_freq: validate every k steps (<= 0: only at the last)
+  bool val_before_train = false;          //!< validate once before the first step of a fresh run
+  bool progress_bar = true;               //!< a console bar over the steps (only on a terminal)
+  //! Where checkpoint notices go (a skipped incomplete or corrupted checkpoint, deletions); empty: std::cerr.
+  std::function<void(const std::string&)> report;
+};
+
+//! What an offline fit() did.
+struct OfflineFitResult {
+  std::int64_t first_step = 0;                     //!< the first step run (resumed step + 1)
+  std::int64_t last_step = 0;                      //!< the last step run
+  std::optional<std::int64_t> resumed_from;        //!< the checkpoint step resumed from
+  std::map<std::string, double> last_metrics;      //!< the last step's metrics (validation ones merged in)
+  std::map<std::string, double> last_val_metrics;  //!< the last validation's metrics (verl: "Final validation metrics")
+  std::vector<std::filesystem::path> checkpoints;  //!< the checkpoints written, in order
+};
+
+namespace detail {
+
+//! Validation metrics at a global step (fit's validate callback).
+using OfflineValidateFn = std::function<std::map<std::string, double>(std::int64_t)>;
+
+//! The fit loop of the offline trainers (see the file comment). `make_provider(resume_state)` builds the
+//! data source from null (fresh start) or the saved provider state; `train_step(provider)` runs one optimizer
+//! step (advancing `global_step`) and returns its metrics, or nullopt when the data ran out.
+template <class Policy, class MakeProvider, class StepFn>
+OfflineFitResult run_offline_fit(std::string_view owner, Policy& policy, OfflineOptimizer& optimizer,
+                                 std::int64_t& global_step, MakeProvider&& make_provider, StepFn&& train_step,
+                                 MetricsRegistry& registry, const OfflineFitOptions& fo,
+                                 const OfflineValidateFn& validate) {
+  verl::detail::check<ConfigError>(fo.total_training_steps >= 1, owner, "::fit: total_training_steps is ",
+                                   fo.total_training_steps, ", expected >= 1");
+  verl::detail::check<ConfigError>(!(fo.save_freq > 0 && fo.checkpoint_dir.empty()), owner, "::fit: save_freq is ",
+                                   fo.save_freq, " but checkpoint_dir (trainer.default_local_dir) is empty");
+  verl::detail::check<ConfigError>(!fo.resume_from_path || !fo.resume_from_path->empty(), owner,
+                                   "::fit: resume_from_path is set but empty");
+  OfflineFitResult result;
+  using Provider = std::remove_reference_t<decltype(*make_provider(nlohmann::json()))>;
+  std::unique_ptr<Provider> provider;
+  nlohmann::json data_state = nullptr;  // the saved data position, read at restore, before the provider exists
+  const auto data_get = [&provider] { return provider ? provider->state() : nlohmann::json(); };
+  const auto data_set = [&data_state](const nlohmann::json& s) { data_state = s; };
+
+  CheckpointOptions co;
+  co.keep_last_n = fo.max_ckpt_to_keep;
+  co.save_optimizer = fo.save_optimizer;
+  co.save_training_state = fo.save_training_state;
+  co.report = fo.report;
+  std::optional<CheckpointManager> manager;
+  CheckpointContents parts;
+  if (fo.save_freq > 0) {
+    manager.emplace(fo.checkpoint_dir, co);
+    add_policy_parts(owner, policy, optimizer, parts, true);
+    parts.scheduler("actor", optimizer.scheduler());
+    parts.state("trainer", [&global_step] { return nlohmann::json{{"global_step", global_step}}; },
+                [](const nlohmann::json&) {});  // the step is the checkpoint's; kept for readers of the file
+    parts.data_position(data_get, data_set);
+    if (!fo.config_text.empty()) parts.config_text(fo.config_text);
+  }
+
+  // Resume: resume_path must be exactly right; auto takes the latest complete checkpoint (reporting the
+  // incomplete or corrupted ones it skips) or starts fresh.
+  std::optional<Checkpoint> from;
+  if (fo.resume_from_path) {
+    const auto parent = fo.resume_from_path->parent_path();
+    from = CheckpointManager(parent.empty() ? std::filesystem::path(".") : parent, co).load(*fo.resume_from_path);
+  } else if (fo.resume && !fo.checkpoint_dir.empty()) {
+    from = CheckpointManager(fo.checkpoint_dir, co).resume();
+  }
+  if (from) {
+    CheckpointContents restore;
+    add_policy_parts(owner, policy, optimizer, restore, fo.load_optimizer);
+    restore.torch_cpu_rng(fo.load_training_state);
+    if (fo.load_training_state) {
+      restore.scheduler("actor", optimizer.scheduler());
+      restore.data_position(data_get, data_set);
+    }
+    from->restore(restore);  // names the first part the checkpoint lacks before changing anything
+    global_step = from->step();
+    result.resumed_from = from->step();
+  }
+
+  provider = make_provider(data_state);
+  verl::detail::check<ConfigError>(provider != nullptr, owner, "::fit: make_provider returned null");
+  const auto record = [&registry](std::int64_t step, const std::map<std::string, double>& m) {
+    for (const auto& [k, v] : m)
+      if (k != "step") registry.record(k, v);  // the step is the commit's (a "step" metric would collide in JSONL)
+    registry.commit(step);
+  };
+  const auto run_validation = [&](std::int64_t step) {
+    result.last_val_metrics = validate(step);
+    return result.last_val_metrics;
+  };
+  if (fo.val_before_train && validate && global_step == 0) record(0, run_validation(0));
+
+  result.first_step = global_step + 1;
+  ProgressBarOptions bar_options;
+  bar_options.total = fo.total_training_steps;
+  bar_options.desc = "Training Progress";
+  if (!fo.progress_bar) bar_options.show = ProgressBarOptions::Show::never;
+  ProgressBar bar(bar_options);
+  bar.advance(global_step);
+  std::int64_t validated_at = -1, saved_at = -1;
+  const auto save = [&](std::map<std::string, double>& metrics) {
+    const auto t0 = std::chrono::steady_clock::now();
+    result.checkpoints.push_back(manager->save(global_step, parts));
+    metrics["timing_s/save_checkpoint"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    saved_at = global_step;
+  };
+  while (global_step < fo.total_training_steps) {
+    std::optional<std::map<std::string, double>> metrics = train_step(*provider);
+    if (!metrics) break;
+    const bool last = global_step >= fo.total_training_steps;
+    if (validate && (last || (fo.test_freq > 0 && global_step % fo.test_freq == 0))) {
+      for (const auto& [k, v] : run_validation(global_step)) (*metrics)[k] = v;
+      validated_at = global_step;
+    }
+    if (manager && (last || global_step % fo.save_freq == 0)) save(*metrics);
+    for (const char* key : {"loss", "train/loss"})
+      if (metrics->count(key)) bar.set_postfix(MetricMap{{key, metrics->at(key)}});
+    bar.advance();
+    record(global_step, *metrics);
+    result.last_metrics = std::move(*metrics);
+  }
+  // The data ran out before total_training_steps: the last step run is validated and saved as the last.
+  if (global_step >= result.first_step && global_step < fo.total_training_steps) {
+    std::map<std::string, double> extra;
+    if (validate && validated_at != global_step) extra = run_validation(global_step);
+    if (manager && saved_at != global_step) save(extra);
+    if (!extra.empty()) record(global_step, extra);
+  }
+  result.last_step = global_step;
+  return result;
 }
 
 }  // namespace detail

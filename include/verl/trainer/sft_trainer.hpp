@@ -22,6 +22,24 @@
 //!
 //! Metrics (verl's names): train/loss, train/grad_norm, train/lr (the rate after the schedule's step, as verl's
 //! engine returns from lr_scheduler_step), train/global_tokens (attention-mask tokens of the batch).
+//!
+//! The loop with checkpoints, resume and validation (verl's SFTTrainer.fit; see offline_common.hpp):
+//!
+//!     verl::trainer::MetricsRegistry registry;                 // + ConsoleExporter, JsonlExporter, ...
+//!     verl::trainer::OfflineFitOptions fo;                     // offline_fit_options_from(cfg, steps, yaml)
+//!     fo.total_training_steps = 100;  fo.save_freq = 20;  fo.checkpoint_dir = "ckpt";  fo.test_freq = 10;
+//!     auto result = trainer.fit(
+//!         [&](const nlohmann::json& resume) {                  // null, or the saved data position
+//!           return std::make_unique<verl::data::DataProvider<verl::data::SFTDataset>>(train, po, resume);
+//!         },
+//!         registry, fo, [&](std::int64_t) {                    // val/loss, verl's validation
+//!           verl::data::DataProvider<verl::data::SFTDataset> val(val_set, val_po);
+//!           return trainer.validate(val);
+//!         });
+//!
+//! Validation (verl 0.7.1 sft_trainer.py): val/loss is the mean over the validation batches of each batch's
+//! loss (the token mean over that batch's targets); verl's validation loader has batches of
+//! data.train_batch_size, unshuffled, drop_last (sft_val_provider_options_from builds that provider).
 
 #include "verl/concepts/reference_model.hpp"
 #include "verl/data/data_provider.hpp"
@@ -29,8 +47,14 @@
 #include "verl/trainer/offline_common.hpp"
 
 #include <c10/core/GradMode.h>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <concepts>
 #include <functional>
+#include <map>
+#include <optional>
+#include <string>
 #include <utility>
 
 namespace verl::trainer {
@@ -111,6 +135,40 @@ class SFTTrainer {
             {"step", static_cast<double>(global_step_)}};
   }
 
+  //! verl's fit loop (offline_common.hpp): resumes from a checkpoint (fo.resume / fo.resume_from_path), runs
+  //! steps up to fo.total_training_steps, one provider batch each, recording their metrics in `registry`,
+  //! validating every fo.test_freq steps and at the last step (`validate(step)`, e.g. this trainer's
+  //! validate(provider)), saving every fo.save_freq steps and at the last step. `make_provider(resume_state)`
+  //! returns a std::unique_ptr to a provider of SFTBatch built from that state (null: from the start).
+  template <class MakeProvider>
+    requires std::invocable<MakeProvider&, const nlohmann::json&>
+  OfflineFitResult fit(MakeProvider&& make_provider, MetricsRegistry& registry, const OfflineFitOptions& fo,
+                       const detail::OfflineValidateFn& validate = {}) {
+    return detail::run_offline_fit(
+        "verl::trainer::SFTTrainer", policy_, optimizer_, global_step_, std::forward<MakeProvider>(make_provider),
+        [this](auto& provider) -> std::optional<std::map<std::string, double>> {
+          auto b = provider.next();
+          if (!b) return std::nullopt;
+          return step(*b);
+        },
+        registry, fo, validate);
+  }
+
+  //! verl's validation: {"val/loss": the mean over `provider`'s batches (until it returns nullopt) of
+  //! evaluate(batch)}. Build the provider for one epoch, e.g. with sft_val_provider_options_from.
+  template <class Provider>
+  [[nodiscard]] std::map<std::string, double> validate(Provider& provider) {
+    double sum = 0;
+    std::int64_t batches = 0;
+    while (auto b = provider.next()) {
+      sum += evaluate(*b);
+      ++batches;
+    }
+    verl::detail::check<InputError>(batches > 0, "verl::trainer::SFTTrainer::validate: the validation provider "
+                                    "gave no batch (fewer examples than its batch_size with drop_last?)");
+    return {{"val/loss", sum / static_cast<double>(batches)}};
+  }
+
   //! `steps` optimizer steps over batches of `provider` (one batch = one step, verl's train_batch_size);
   //! stops early when it runs out. `on_step` (optional) sees each step's metrics. Returns them all.
   std::vector<std::map<std::string, double>> fit(
@@ -126,14 +184,21 @@ class SFTTrainer {
     return history;
   }
 
-  //! verl's validation loss of `batch` (the same token mean, no-grad, no update).
+  //! verl's validation loss of `batch` (the same token mean, no-grad, no update), in micro-batches of
+  //! micro_batch_size_per_gpu rows. NaN when the batch has no target token (verl divides by zero too).
   [[nodiscard]] double evaluate(const data::SFTBatch& batch) {
     check_batch(batch);
     const c10::AutoGradMode no_grad(false);
     const auto targets = target_mask(batch);  // (B,T-1)
-    const auto logp = detail::token_log_probs(policy_, scoring_batch(batch));  // (B,T-1)
-    return detail::masked_row_sum(logp, targets).sum().neg().template item<double>() /
-           static_cast<double>(targets.ne(0).sum().template item<std::int64_t>());
+    const auto tb = scoring_batch(batch);
+    const auto b = batch.input_ids.size(0);
+    double nll = 0;
+    for (std::int64_t begin = 0; begin < b; begin += options_.micro_batch_size_per_gpu) {
+      const auto n = std::min(options_.micro_batch_size_per_gpu, b - begin);
+      const auto logp = detail::token_log_probs(policy_, detail::rows_of(tb, begin, n));  // (n,T-1)
+      nll -= detail::masked_row_sum(logp, targets.narrow(0, begin, n)).sum().template item<double>();
+    }
+    return nll / static_cast<double>(targets.ne(0).sum().template item<std::int64_t>());
   }
 
   [[nodiscard]] Policy& policy() { return policy_; }

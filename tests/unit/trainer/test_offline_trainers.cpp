@@ -5,7 +5,13 @@
 //   ORPOTrainer / KTOTrainer, verl 0.7.1 sft_loss semantics);
 // - the update does not depend on the micro-batch size or on the split into accumulated provider batches;
 // - precomputed reference log-probs give the same training as per-batch ones;
-// - DPO raises rewards/accuracies and margins, KTO raises the desirable log-probs, SFT memorises completions.
+// - DPO raises rewards/accuracies and margins, KTO raises the desirable log-probs, SFT memorises completions;
+// - evaluate()/validate() report TRL's eval_* (DPO, KTO) and verl's val/loss (SFT) with their aggregation rules;
+// - fit() with checkpoints: N steps uninterrupted equal N/2 steps, then a new trainer resumed from the
+//   checkpoint for N/2 steps, bit for bit (SFT configured from YAML, DPO with gradient accumulation and
+//   precomputed reference log-probs); a corrupted checkpoint is refused (resume_path) or skipped (auto);
+// - offline_from_config.hpp maps every OfflineConfig key from YAML + overrides, and refuses unsupported values
+//   naming the key.
 //
 // Comparing updates: with adam_epsilon = 1e3 and learning_rate = 1e3, AdamW's first update is
 // lr * g / (|g| + eps) = g / (1 + |g|/1e3) ~= g for the small gradients here, so parameter deltas compare
@@ -22,12 +28,14 @@
 #include "verl/models/actor.hpp"
 #include "verl/trainer/dpo_trainer.hpp"
 #include "verl/trainer/kto_trainer.hpp"
+#include "verl/trainer/offline_from_config.hpp"
 #include "verl/trainer/sft_trainer.hpp"
 
 #include <torch/torch.h>
 
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -526,6 +534,12 @@ TEST_CASE("SFTTrainer: the loss is verl's global token mean, independent of the 
   const auto [d1, m1] = run(1);
   const auto [d3, m3] = run(3);
   CHECK(m4.at("train/loss") == Approx(nll / count).epsilon(1e-5));
+  {  // evaluate(): the same token mean without an update, in micro-batches of 3 rows
+    verl::trainer::SFTOptions o;
+    o.micro_batch_size_per_gpu = 3;
+    verl::trainer::SFTTrainer<Actor> frozen(make_actor(1), o);
+    CHECK(frozen.evaluate(batch) == Approx(nll / count).epsilon(1e-5));
+  }
   CHECK(m1.at("train/loss") == Approx(m4.at("train/loss")).epsilon(1e-6));
   CHECK(m3.at("train/loss") == Approx(m4.at("train/loss")).epsilon(1e-6));
   CHECK(m4.at("train/global_tokens") == batch.attention_mask.sum().item<double>());
@@ -580,4 +594,511 @@ TEST_CASE("offline trainers: bad options and batches are errors naming the field
   CHECK_THROWS_WITH(sft.step(empty), Contains("no target token"));
   empty.loss_mask = torch::zeros({2, 2}, torch::kLong);
   CHECK_THROWS_WITH(sft.step(empty), Contains("loss_mask of the same shape"));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Evaluation, fit() with checkpoints and resume, configuration.
+
+namespace {
+
+std::map<std::string, double> without_step_keys(std::map<std::string, double> m) {
+  for (const char* k : {"grad_norm", "learning_rate", "step"}) m.erase(k);
+  return m;
+}
+
+std::vector<torch::Tensor> snapshot(Actor& actor) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : actor.parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+bool bit_identical(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (!torch::equal(a[i], b[i])) return false;
+  return true;
+}
+
+std::vector<std::string> read_lines(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("DPOTrainer: evaluate() is a step without an update; validate() reports TRL's eval_* aggregates",
+          "[trainer][dpo][validation]") {
+  const verl::test::TempDir dir("dpo_eval");
+  const auto ds = dpo_dataset(dir);
+  const auto all = ds->collate(iota(ds->size()));
+  Actor actor = make_actor(1);
+  Reference ref(make_lm(2));
+  auto o = frozen_dpo_options();
+  o.rpo_alpha = 0.5;
+  verl::trainer::DPOTrainer<Actor, Reference> trainer(actor, ref, o);
+  const auto before = snapshot(actor);
+  const auto e = trainer.evaluate(all);
+  CHECK(bit_identical(snapshot(actor), before));
+  CHECK(trainer.global_step() == 0);
+  // The same numbers as an optimizer step's (learning rate 0) and as dpo_loss on separately computed log-probs.
+  const auto m = without_step_keys(trainer.step(all));
+  REQUIRE(e.size() == m.size());
+  for (const auto& [k, v] : m) CHECK(e.at(k) == Approx(v).epsilon(1e-6));
+  const auto pc = row_logps(actor, all.chosen, all.chosen_mask), pr = row_logps(actor, all.rejected, all.rejected_mask);
+  const auto rc = row_logps(ref, all.chosen, all.chosen_mask), rr = row_logps(ref, all.rejected, all.rejected_mask);
+  const auto expect = verl::pref::dpo_loss(pc, pr, rc, rr, o.loss_config());
+  const double nll = -pc.sum().item<double>() / all.chosen_mask.sum().item<double>();
+  CHECK(e.at("loss") == Approx(expect.losses.mean().item<double>() + 0.5 * nll).epsilon(1e-5));
+
+  // validate(): 8 pairs in unshuffled batches of 3, 3, 2 (TRL's eval loader keeps the last batch).
+  verl::data::DataProviderOptions vo;
+  vo.batch_size = 3;
+  vo.shuffle = false;
+  vo.drop_last = false;
+  vo.epochs = 1;
+  vo.num_workers = 0;
+  verl::data::DataProvider<verl::data::DPODataset> val(ds, vo);
+  const auto v = trainer.validate(val);
+  std::vector<std::map<std::string, double>> per_batch;
+  for (const auto& idx : {std::vector<std::size_t>{0, 1, 2}, {3, 4, 5}, {6, 7}})
+    per_batch.push_back(trainer.evaluate(ds->collate(idx)));
+  // eval_loss: each batch's loss once per pair (transformers' evaluation_loop); the others: mean of batch means.
+  CHECK(v.at("eval_loss") ==
+        Approx((3 * per_batch[0].at("loss") + 3 * per_batch[1].at("loss") + 2 * per_batch[2].at("loss")) / 8));
+  for (const char* k : {"rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
+                        "logps/rejected", "nll_loss"}) {
+    INFO(k);
+    CHECK(v.at(std::string("eval_") + k) ==
+          Approx((per_batch[0].at(k) + per_batch[1].at(k) + per_batch[2].at(k)) / 3).epsilon(1e-6));
+  }
+  CHECK(v.size() == 8);
+}
+
+TEST_CASE("KTOTrainer: evaluate() is a step without an update; validate() divides summed rewards by counts",
+          "[trainer][kto][validation]") {
+  const verl::test::TempDir dir("kto_eval");
+  const auto ds = kto_dataset(dir);
+  Actor actor = make_actor(1);
+  verl::trainer::KTOOptions o;
+  o.learning_rate = 0.0;
+  o.per_device_train_batch_size = 2;
+  verl::trainer::KTOTrainer<Actor, Reference> trainer(actor, Reference(make_lm(2)), o);
+  const auto all = ds->collate(iota(ds->size()));
+  const auto e = trainer.evaluate(all);
+  const auto m = without_step_keys(trainer.step(all));
+  REQUIRE(e.size() == m.size());
+  for (const auto& [k, v] : m) CHECK(e.at(k) == Approx(v).epsilon(1e-6).margin(1e-9));
+
+  // Batches {0,1,2,3} (desirable 0, 2) and {4,5} (desirable 4): TRL's log() sums over batches, then divides.
+  verl::data::DataProviderOptions vo;
+  vo.batch_size = 4;
+  vo.shuffle = false;
+  vo.drop_last = false;
+  vo.epochs = 1;
+  vo.num_workers = 0;
+  verl::data::DataProvider<verl::data::KTODataset> val(ds, vo);
+  const auto v = trainer.validate(val);
+  const auto b0 = trainer.evaluate(ds->collate(std::vector<std::size_t>{0, 1, 2, 3}));
+  const auto b1 = trainer.evaluate(ds->collate(std::vector<std::size_t>{4, 5}));
+  REQUIRE(b0.at("count/chosen") == 2.0);
+  REQUIRE(b1.at("count/chosen") == 1.0);
+  CHECK(v.at("eval_rewards/chosen") == Approx((2 * b0.at("rewards/chosen") + b1.at("rewards/chosen")) / 3));
+  CHECK(v.at("eval_logps/rejected") == Approx((2 * b0.at("logps/rejected") + b1.at("logps/rejected")) / 3));
+  CHECK(v.at("eval_rewards/margins") == Approx(v.at("eval_rewards/chosen") - v.at("eval_rewards/rejected")));
+  CHECK(v.at("eval_kl") == Approx((b0.at("kl") + b1.at("kl")) / 2));
+  CHECK(v.at("eval_loss") == Approx((4 * b0.at("loss") + 2 * b1.at("loss")) / 6));
+}
+
+namespace {
+
+// An SFT run configured from YAML + overrides, as a program would.
+constexpr const char* kSftYaml = R"(
+data:
+  train_batch_size: 2
+  micro_batch_size_per_gpu: 1
+  use_dynamic_bsz: false
+  max_length: 32
+  max_prompt_length: null
+  num_workers: 1
+optim:
+  lr: 0.02
+  weight_decay: 0.0
+  lr_scheduler_type: cosine
+  lr_warmup_steps: 1
+  min_lr_ratio: 0.1
+trainer:
+  total_epochs: 3
+  seed: 9
+  save_freq: 3
+  test_freq: 2
+  max_ckpt_to_keep: 2
+  logger: [jsonl]
+model:
+  path: unused
+)";
+
+struct SftRun {
+  verl::config::OfflineConfig cfg;
+  std::string yaml;
+  std::shared_ptr<const verl::data::SFTDataset> train, val;
+  std::int64_t total_steps = 0;
+
+  SftRun(const verl::test::TempDir& dir, const std::vector<std::string>& overrides) {
+    auto loaded = verl::config::load_text<verl::config::OfflineConfig>(kSftYaml, "sft.yaml", overrides);
+    cfg = loaded.config;
+    yaml = loaded.yaml;
+    train = std::make_shared<const verl::data::SFTDataset>(verl::data::SFTDataset::load(
+        write_jsonl(dir, "train.jsonl", sft_rows()), LetterTokenizer{}, verl::trainer::sft_dataset_options_from(cfg)));
+    val = train;
+    total_steps = verl::trainer::offline_total_training_steps(
+        cfg, static_cast<std::int64_t>(train->size() / static_cast<std::size_t>(cfg.data.train_batch_size)));
+  }
+
+  // Runs fit() on a fresh trainer (fresh weights from seed 5, fresh optimizer) up to `stop_at` steps.
+  std::pair<verl::trainer::OfflineFitResult, std::vector<torch::Tensor>> fit(std::int64_t stop_at,
+                                                                            verl::trainer::OfflineFitOptions fo) {
+    Actor actor = make_actor(5);
+    verl::trainer::SFTTrainer<Actor> trainer(actor, verl::trainer::sft_options_from(cfg, total_steps));
+    verl::trainer::MetricsRegistry registry;
+    verl::trainer::add_metric_exporters_from(cfg, registry, fo.checkpoint_dir / "metrics.jsonl");
+    fo.total_training_steps = stop_at;
+    fo.progress_bar = false;
+    const auto po = verl::trainer::train_provider_options_from(cfg);
+    auto result = trainer.fit(
+        [&](const nlohmann::json& resume) {
+          return std::make_unique<verl::data::DataProvider<verl::data::SFTDataset>>(train, po, resume);
+        },
+        registry, fo, [&](std::int64_t) {
+          verl::data::DataProvider<verl::data::SFTDataset> v(val, verl::trainer::sft_val_provider_options_from(cfg));
+          return trainer.validate(v);
+        });
+    return {std::move(result), snapshot(actor)};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("SFTTrainer::fit from a YAML config: N steps equal N/2, then a new trainer resumed for N/2, bit for bit",
+          "[trainer][sft][fit]") {
+  const verl::test::TempDir dir("sft_fit");
+  torch::set_num_threads(1);
+  const auto full_dir = dir.path / "full", half_dir = dir.path / "half";
+  SftRun full(dir, {"trainer.default_local_dir=" + full_dir.string()});
+  REQUIRE(full.total_steps == 6);  // 4 rows / batches of 2 = 2 per epoch, x 3 epochs
+  const auto fo_full = verl::trainer::offline_fit_options_from(full.cfg, full.total_steps, full.yaml);
+  const auto [r_full, w_full] = full.fit(6, fo_full);
+  CHECK(r_full.first_step == 1);
+  CHECK(r_full.last_step == 6);
+  CHECK(!r_full.resumed_from);
+  REQUIRE(r_full.checkpoints.size() == 2);  // steps 3 and 6 (save_freq 3)
+  CHECK(r_full.checkpoints.back() == full_dir / "global_step_6");
+  CHECK(std::filesystem::exists(full_dir / "global_step_6" / "actor" / "model.safetensors"));
+  CHECK(std::filesystem::exists(full_dir / "global_step_6" / "optimizer" / "actor"));
+  CHECK(std::filesystem::exists(full_dir / "global_step_6" / "config.yaml"));
+  // Metrics: one line per step, val/loss at steps 2, 4, 6 (test_freq 2), verl's names.
+  const auto lines = read_lines(full_dir / "metrics.jsonl");
+  REQUIRE(lines.size() == 6);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const auto j = nlohmann::json::parse(lines[i]);
+    INFO(lines[i]);
+    CHECK(j.at("step").get<std::int64_t>() == static_cast<std::int64_t>(i + 1));
+    CHECK(j.contains("train/loss"));
+    CHECK(j.contains("train/lr"));
+    CHECK(j.contains("val/loss") == ((i + 1) % 2 == 0));
+  }
+  CHECK(r_full.last_val_metrics.count("val/loss") == 1);
+  CHECK(r_full.last_metrics.at("val/loss") == r_full.last_val_metrics.at("val/loss"));
+
+  // The interrupted run: 3 steps (a checkpoint at step 3), then a new trainer resumed from it.
+  SftRun half(dir, {"trainer.default_local_dir=" + half_dir.string()});
+  const auto fo_half = verl::trainer::offline_fit_options_from(half.cfg, half.total_steps, half.yaml);
+  const auto [r_a, w_a] = half.fit(3, fo_half);
+  REQUIRE(r_a.last_step == 3);
+  CHECK(!bit_identical(w_a, w_full));
+  const auto [r_b, w_b] = half.fit(6, fo_half);
+  REQUIRE(r_b.resumed_from == std::optional<std::int64_t>(3));
+  CHECK(r_b.first_step == 4);
+  CHECK(r_b.last_step == 6);
+  CHECK(bit_identical(w_b, w_full));
+  CHECK(r_b.last_val_metrics.at("val/loss") == r_full.last_val_metrics.at("val/loss"));
+  // The effective config travels with the checkpoint.
+  CHECK(verl::trainer::CheckpointManager(half_dir, 0).load(half_dir / "global_step_6").config_text() == half.yaml);
+
+  SECTION("resuming without the optimizer state (checkpoint.load_contents) is not the same run") {
+    const auto skip_dir = dir.path / "skip";
+    SftRun skip(dir, {"trainer.default_local_dir=" + skip_dir.string(), "checkpoint.load_contents=[model,extra]"});
+    auto fo = verl::trainer::offline_fit_options_from(skip.cfg, skip.total_steps, skip.yaml);
+    CHECK_FALSE(fo.load_optimizer);
+    (void)skip.fit(3, fo);
+    const auto [r, w] = skip.fit(6, fo);
+    CHECK(r.resumed_from == std::optional<std::int64_t>(3));
+    CHECK(!bit_identical(w, w_full));
+  }
+  SECTION("a corrupted checkpoint: resume_path refuses it naming the file, auto skips it and says why") {
+    // Flip one byte of the step-6 weights.
+    const auto weights = half_dir / "global_step_6" / "actor" / "model.safetensors";
+    {
+      std::fstream f(weights, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekg(-1, std::ios::end);
+      char c = 0;
+      f.get(c);
+      f.seekp(-1, std::ios::end);
+      f.put(static_cast<char>(c ^ 0x5a));
+    }
+    SftRun again(dir, {"trainer.default_local_dir=" + half_dir.string(), "trainer.resume_mode=resume_path",
+                       "trainer.resume_from_path=" + (half_dir / "global_step_6").string()});
+    auto fo = verl::trainer::offline_fit_options_from(again.cfg, again.total_steps, again.yaml);
+    REQUIRE(fo.resume_from_path == half_dir / "global_step_6");
+    CHECK_THROWS_WITH(again.fit(6, fo), Contains("refusing") && Contains("model.safetensors") &&
+                                            Contains("SHA-256") && Contains("corrupted"));
+
+    SftRun automatic(dir, {"trainer.default_local_dir=" + half_dir.string()});
+    auto fa = verl::trainer::offline_fit_options_from(automatic.cfg, automatic.total_steps, automatic.yaml);
+    std::vector<std::string> notices;
+    fa.report = [&](const std::string& s) { notices.push_back(s); };
+    const auto [r, w] = automatic.fit(6, fa);
+    CHECK(r.resumed_from == std::optional<std::int64_t>(3));  // the newest complete one (keep-last-2: 3 and 6)
+    CHECK(bit_identical(w, w_full));
+    bool said = false;
+    for (const auto& n : notices) said = said || (n.find("skipping incomplete or corrupted checkpoint") != std::string::npos &&
+                                                  n.find("global_step_6") != std::string::npos);
+    CHECK(said);
+  }
+}
+
+TEST_CASE("DPOTrainer::fit with gradient accumulation and precomputed reference log-probs resumes bit for bit",
+          "[trainer][dpo][fit]") {
+  const verl::test::TempDir dir("dpo_fit");
+  torch::set_num_threads(1);
+  const auto ds = dpo_dataset(dir);
+  const auto run = [&](const std::filesystem::path& ckpt, std::int64_t stop_at, const verl::trainer::DPOOptions& o) {
+    Actor actor = make_actor(3);
+    verl::trainer::DPOTrainer<Actor, Reference> trainer(actor, Reference::copy_of(actor), o);
+    verl::trainer::MetricsRegistry registry;
+    std::vector<verl::trainer::MetricMap> logged;
+    registry.add_callback([&](std::int64_t, const verl::trainer::MetricMap& m) { logged.push_back(m); });
+    verl::trainer::OfflineFitOptions fo;
+    fo.total_training_steps = stop_at;
+    fo.save_freq = 2;
+    fo.max_ckpt_to_keep = 1;
+    fo.checkpoint_dir = ckpt;
+    fo.test_freq = 2;
+    fo.progress_bar = false;
+    fo.report = [](const std::string&) {};  // keep-last-1 deletions
+    verl::data::DataProviderOptions po;
+    po.batch_size = 2;
+    po.seed = 4;
+    auto result = trainer.fit(
+        [&](const nlohmann::json& resume) {
+          return std::make_unique<verl::data::DataProvider<verl::data::DPODataset>>(ds, po, resume);
+        },
+        registry, fo, [&](std::int64_t) {
+          verl::data::DataProviderOptions vo;
+          vo.batch_size = 3;
+          vo.shuffle = false;
+          vo.drop_last = false;
+          vo.epochs = 1;
+          verl::data::DataProvider<verl::data::DPODataset> val(ds, vo);
+          return trainer.validate(val);
+        });
+    return std::tuple{std::move(result), snapshot(actor), std::move(logged)};
+  };
+  verl::trainer::DPOOptions o;
+  o.learning_rate = 1e-2;
+  o.per_device_train_batch_size = 2;
+  o.gradient_accumulation_steps = 2;  // a step = 2 provider batches = 4 pairs; 2 steps per epoch
+  o.precompute_ref_log_probs = true;
+  o.lr_schedule.lr_scheduler_type = "linear";  // TRL's default schedule: its state matters at resume
+  o.lr_schedule.num_training_steps = 6;
+  const auto [r_full, w_full, logged_full] = run(dir.path / "full", 6, o);
+  CHECK(r_full.last_step == 6);
+  REQUIRE(logged_full.size() == 6);
+  CHECK(logged_full[1].count("eval_rewards/margins") == 1);
+  CHECK(logged_full[0].count("eval_loss") == 0);
+  CHECK(logged_full[5].at("learning_rate") == Approx(1e-2 / 6));  // linear decay: the 6th update uses 1/6
+  // keep-last-1: only the last checkpoint remains.
+  CHECK(!std::filesystem::exists(dir.path / "full" / "global_step_4"));
+  CHECK(std::filesystem::exists(dir.path / "full" / "global_step_6"));
+
+  const auto [r_a, w_a, logged_a] = run(dir.path / "half", 3, o);  // saved at 2 and at its last step, 3
+  REQUIRE(r_a.last_step == 3);
+  REQUIRE(std::filesystem::exists(dir.path / "half" / "global_step_3"));
+  const auto [r_b, w_b, logged_b] = run(dir.path / "half", 6, o);
+  REQUIRE(r_b.resumed_from == std::optional<std::int64_t>(3));
+  CHECK(r_b.first_step == 4);
+  CHECK(bit_identical(w_b, w_full));
+  REQUIRE(logged_b.size() == 3);
+  CHECK(logged_b.back().at("loss") == logged_full.back().at("loss"));
+  CHECK(logged_b.back().at("eval_loss") == logged_full.back().at("eval_loss"));
+}
+
+TEST_CASE("offline_from_config: every OfflineConfig key from YAML and overrides, unsupported values name the key",
+          "[trainer][config]") {
+  constexpr const char* yaml = R"(
+data:
+  train_files: [a.jsonl, b.jsonl]
+  train_batch_size: 8
+  micro_batch_size_per_gpu: 2
+  max_length: 256
+  max_prompt_length: 64
+  truncation: left
+  prompt_key: question
+  chosen_key: good
+  rejected_key: bad
+  completion_key: answer
+  label_key: ok
+  response_key: reply
+  messages_key: turns
+  shuffle: false
+  num_workers: 0
+optim:
+  lr: 5.0e-7
+  weight_decay: 0.05
+  betas: [0.8, 0.95]
+  clip_grad: 0.5
+  lr_scheduler_type: cosine
+  lr_warmup_steps_ratio: 0.1
+  min_lr_ratio: 0.2
+  num_cycles: 0.25
+trainer:
+  total_epochs: 2
+  seed: 17
+  save_freq: 10
+  test_freq: 5
+  max_ckpt_to_keep: 3
+  default_local_dir: /tmp/ckpt
+dpo:
+  beta: 0.2
+  loss_type: ipo
+  label_smoothing: 0.0
+  rpo_alpha: 0.3
+  f_divergence_type: js_divergence
+  f_alpha_divergence_coef: 0.7
+  discopop_tau: 0.1
+  precompute_ref_log_probs: true
+kto:
+  beta: 0.3
+  loss_type: apo_zero_unpaired
+  desirable_weight: 1.5
+  undesirable_weight: 0.5
+)";
+  const auto loaded = verl::config::load_text<verl::config::OfflineConfig>(
+      yaml, "offline.yaml", {"optim.lr=1e-6", "dpo.reference_free=true", "trainer.resume_mode=disable"});
+  const auto& cfg = loaded.config;
+
+  // Steps: 40 examples / 8 = 5 batches per epoch x 2 epochs (verl's SFT rule), unless total_training_steps.
+  CHECK(verl::trainer::offline_total_training_steps(cfg, 5) == 10);
+  CHECK(verl::trainer::offline_total_training_steps(
+            verl::config::load_text<verl::config::OfflineConfig>(yaml, "o", {"trainer.total_training_steps=7"}).config,
+            5) == 7);
+
+  const auto d = verl::trainer::dpo_options_from(cfg, 10);
+  CHECK(d.learning_rate == 1e-6);  // the override
+  CHECK(d.per_device_train_batch_size == 2);
+  CHECK(d.gradient_accumulation_steps == 1);
+  CHECK(d.max_grad_norm == 0.5);
+  CHECK(d.weight_decay == 0.05);
+  CHECK(d.adam_beta1 == 0.8);
+  CHECK(d.adam_beta2 == 0.95);
+  CHECK(d.lr_schedule.lr_scheduler_type == "cosine");
+  CHECK(d.lr_schedule.num_warmup_steps == 1);  // int(0.1 x 10)
+  CHECK(d.lr_schedule.num_training_steps == 10);
+  CHECK(d.lr_schedule.min_lr_ratio == 0.2);
+  CHECK(d.lr_schedule.num_cycles == 0.25);
+  CHECK(d.beta == 0.2);
+  CHECK(d.loss_type == verl::pref::DPOLossType::ipo);
+  CHECK(d.reference_free);
+  CHECK(d.rpo_alpha == std::optional<double>(0.3));
+  CHECK(d.f_divergence_type == verl::pref::FDivergence::js_divergence);
+  CHECK(d.f_alpha_divergence_coef == 0.7);
+  CHECK(d.discopop_tau == 0.1);
+  CHECK(d.precompute_ref_log_probs);
+
+  const auto k = verl::trainer::kto_options_from(cfg, 10);
+  CHECK(k.beta == 0.3);
+  CHECK(k.loss_type == verl::pref::KTOLossType::apo_zero_unpaired);
+  CHECK(k.desirable_weight == 1.5);
+  CHECK(k.undesirable_weight == 0.5);
+  CHECK(k.learning_rate == 1e-6);
+
+  const auto s = verl::trainer::sft_options_from(cfg, 10);
+  CHECK(s.micro_batch_size_per_gpu == 2);
+  CHECK(s.lr == 1e-6);
+  CHECK(s.clip_grad == 0.5);
+  CHECK(s.beta1 == 0.8);
+  CHECK(s.weight_decay == 0.05);
+  CHECK(s.lr_schedule.num_warmup_steps == 1);
+
+  const auto po = verl::trainer::train_provider_options_from(cfg);
+  CHECK(po.batch_size == 8);
+  CHECK(!po.shuffle);
+  CHECK(po.seed == 17);
+  CHECK(po.drop_last);
+  CHECK(po.num_workers == 0);
+  CHECK(po.epochs == 2);
+  const auto sv = verl::trainer::sft_val_provider_options_from(cfg);
+  CHECK((sv.batch_size == 8 && !sv.shuffle && sv.drop_last && sv.epochs == 1));
+  const auto pv = verl::trainer::preference_val_provider_options_from(cfg);
+  CHECK((pv.batch_size == 2 && !pv.shuffle && !pv.drop_last && pv.epochs == 1));
+
+  const auto dd = verl::trainer::dpo_dataset_options_from(cfg);
+  CHECK(dd.prompt_key == "question");
+  CHECK(dd.chosen_key == "good");
+  CHECK(dd.rejected_key == "bad");
+  CHECK(dd.max_length == std::optional<std::int64_t>(256));
+  CHECK(dd.max_prompt_length == std::optional<std::int64_t>(64));
+  CHECK(dd.truncation_mode == verl::data::TruncationMode::keep_end);  // verl's left = TRL's keep_end
+  const auto kd = verl::trainer::kto_dataset_options_from(cfg);
+  CHECK(kd.completion_key == "answer");
+  CHECK(kd.label_key == "ok");
+  CHECK(kd.max_prompt_length == 64);
+  const auto sd = verl::trainer::sft_dataset_options_from(cfg);
+  CHECK(sd.response_key == "reply");
+  CHECK(sd.messages_key == "turns");
+  CHECK(sd.max_length == 256);
+  CHECK(sd.truncation == verl::data::Truncation::left);
+
+  const auto f = verl::trainer::offline_fit_options_from(cfg, 10, loaded.yaml);
+  CHECK(f.total_training_steps == 10);
+  CHECK(f.save_freq == 10);
+  CHECK(f.test_freq == 5);
+  CHECK(f.max_ckpt_to_keep == 3);
+  CHECK(f.checkpoint_dir == "/tmp/ckpt");
+  CHECK(!f.resume);
+  CHECK(!f.resume_from_path);
+  CHECK((f.save_optimizer && f.save_training_state && f.load_optimizer && f.load_training_state));
+  CHECK(f.config_text == loaded.yaml);
+  const auto f2 = verl::trainer::offline_fit_options_from(
+      verl::config::load_text<verl::config::OfflineConfig>(yaml, "o", {"checkpoint.save_contents=[model]"}).config, 10,
+      "");
+  CHECK((!f2.save_optimizer && !f2.save_training_state && !f2.load_optimizer && !f2.load_training_state));
+  CHECK(f2.resume);
+
+  // Unsupported values: ConfigError naming the key.
+  const auto with = [&](std::vector<std::string> o) {
+    return verl::config::load_text<verl::config::OfflineConfig>(yaml, "offline.yaml", std::move(o)).config;
+  };
+  CHECK_THROWS_WITH(verl::trainer::dpo_dataset_options_from(with({"data.truncation=error"})),
+                    Contains("`data.truncation`") && Contains("left"));
+  CHECK_THROWS_WITH(verl::trainer::sft_dataset_options_from(with({"data.truncation=middle"})),
+                    Contains("`data.truncation`"));
+  CHECK_THROWS_WITH(verl::trainer::kto_options_from(with({"kto.precompute_ref_log_probs=true"}), 10),
+                    Contains("`kto.precompute_ref_log_probs`"));
+  CHECK_THROWS_WITH(verl::trainer::train_provider_options_from(with({"data.train_max_samples=100"})),
+                    Contains("`data.train_max_samples`"));
+  CHECK_THROWS_WITH(verl::trainer::sft_options_from(with({"checkpoint.save_contents=[optimizer,extra]"}), 10),
+                    Contains("`checkpoint.save_contents`") && Contains("model"));
+  CHECK_THROWS_WITH(verl::trainer::kto_dataset_options_from(with({"data.max_prompt_length=null"})),
+                    Contains("`data.max_prompt_length`"));
+  CHECK_THROWS_WITH(verl::trainer::dpo_options_from(with({"model.custom_chat_template=x"}), 10),
+                    Contains("`model.custom_chat_template`"));
+  CHECK_THROWS_WITH(verl::trainer::offline_total_training_steps(with({"trainer.total_epochs=0"}), 5),
+                    Contains("`trainer.total_epochs` 0"));
+  verl::trainer::MetricsRegistry registry;
+  CHECK_THROWS_WITH(verl::trainer::add_metric_exporters_from(with({"trainer.logger=[console,wandb]"}), registry, "m.jsonl"),
+                    Contains("`trainer.logger`") && Contains("wandb"));
+  // A cosine schedule needs the step count: LRScheduleConfig names it.
+  CHECK_THROWS_WITH(verl::trainer::sft_options_from(cfg, 0), Contains("num_training_steps"));
 }
