@@ -6,16 +6,19 @@
 //      verl::data::DataProvider;
 //   2. verl::trainer::DPOTrainer with TRL's DPOConfig names (beta, loss_type, per_device_train_batch_size,
 //      gradient_accumulation_steps, ...) against a frozen copy of the initial policy as the reference;
-//   3. TRL's metrics per step (loss, rewards/margins, rewards/accuracies, ...) and the implicit reward margin
-//      beta * ((pi_c - ref_c) - (pi_r - ref_r)) over the whole set before and after training.
+//   3. DPOTrainer::fit, the loop with a metrics registry (TRL's per-step names: loss, rewards/margins,
+//      rewards/accuracies, ...), a checkpoint every 10 steps (the policy in Hugging Face layout, AdamW, the
+//      schedule, the data position) and an evaluation every 10 steps reported with TRL's eval_* names;
+//   4. the implicit reward margin beta * ((pi_c - ref_c) - (pi_r - ref_r)) over the whole set before and after.
 // The synthetic preference: after a prompt of letters, the chosen completion repeats the prompt's first
 // letter, the rejected one is a run of 'n'.
 //
 // Expected output (the step lines' numbers depend on the LibTorch build; CTest matches the others):
 //   dataset: 16 pairs from pairs.jsonl, 4 batches of 4 per epoch
 //   before: mean margin 0.000, accuracy 0/16
-//   step 10: loss 0.1384 rewards/margins 1.9599 rewards/accuracies 1.00
-//   step 20: loss 0.0283 rewards/margins 3.6834 rewards/accuracies 1.00
+//   step 10: loss 0.1384 rewards/margins 1.9599 rewards/accuracies 1.00 | eval_loss 0.1148 eval_rewards/accuracies 1.00
+//   step 20: loss 0.0283 rewards/margins 3.6834 rewards/accuracies 1.00 | eval_loss 0.0229 eval_rewards/accuracies 1.00
+//   checkpoints: global_step_10 global_step_20
 //   after: mean margin 3.922, accuracy 16/16
 //   learned: yes
 //   dpo: ok
@@ -23,6 +26,7 @@
 #include <verl/data/preference_dataset.hpp>
 #include <verl/models/actor.hpp>
 #include <verl/trainer/dpo_trainer.hpp>
+#include <verl/trainer/metrics.hpp>
 
 #include <torch/torch.h>
 
@@ -76,6 +80,18 @@ void write_jsonl(const std::filesystem::path& path, const std::vector<nlohmann::
   std::filesystem::rename(tmp, path);
 }
 
+// Removes a directory tree (not std::filesystem::remove_all: the PyPI libtorch.so exports its own copy,
+// which can crash when bound).
+void remove_tree(const std::filesystem::path& p) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(std::filesystem::symlink_status(p, ec))) {
+    std::vector<std::filesystem::path> children;
+    for (const auto& e : std::filesystem::directory_iterator(p, ec)) children.push_back(e.path());
+    for (const auto& c : children) remove_tree(c);
+  }
+  std::filesystem::remove(p, ec);
+}
+
 }  // namespace
 
 int main() {
@@ -100,9 +116,8 @@ int main() {
   verl::data::DataProviderOptions po;
   po.batch_size = 4;
   po.seed = 3;
-  verl::data::DataProvider<verl::data::DPODataset> provider(dataset, po);
   std::printf("dataset: %zu pairs from pairs.jsonl, %zu batches of %zu per epoch\n", dataset->size(),
-              provider.batches_per_epoch(), po.batch_size);
+              dataset->size() / po.batch_size, po.batch_size);
 
   // 2. The trainer: the policy and a frozen snapshot of it as the reference.
   verl::models::Actor actor(tiny_lm());
@@ -128,20 +143,42 @@ int main() {
   std::printf("before: mean margin %.3f, accuracy %lld/16\n", before.mean().item<double>(),
               static_cast<long long>(before.gt(0).sum().item<std::int64_t>()));
 
-  trainer.fit(provider, 20, [](std::int64_t step, const std::map<std::string, double>& m) {
+  // 4. The loop: 20 steps, a checkpoint and an evaluation every 10 (a rerun would resume from the last one).
+  verl::trainer::MetricsRegistry registry;  // add a ConsoleExporter / JsonlExporter to log every step
+  registry.add_callback([](std::int64_t step, const verl::trainer::MetricMap& m) {
     if (step % 10 == 0)
-      std::printf("step %lld: loss %.4f rewards/margins %.4f rewards/accuracies %.2f\n", static_cast<long long>(step),
-                  m.at("loss"), m.at("rewards/margins"), m.at("rewards/accuracies"));
+      std::printf("step %lld: loss %.4f rewards/margins %.4f rewards/accuracies %.2f | eval_loss %.4f "
+                  "eval_rewards/accuracies %.2f\n", static_cast<long long>(step), m.at("loss"), m.at("rewards/margins"),
+                  m.at("rewards/accuracies"), m.at("eval_loss"), m.at("eval_rewards/accuracies"));
   });
+  verl::trainer::OfflineFitOptions fit_options;  // offline_fit_options_from(cfg, ...) reads them from YAML
+  fit_options.total_training_steps = 20;
+  fit_options.save_freq = 10;
+  fit_options.test_freq = 10;
+  fit_options.checkpoint_dir = dir / "checkpoints";
+  const auto result = trainer.fit(
+      [&](const nlohmann::json& resume) {  // null, or the data position of the checkpoint resumed from
+        return std::make_unique<verl::data::DataProvider<verl::data::DPODataset>>(dataset, po, resume);
+      },
+      registry, fit_options, [&](std::int64_t) {  // TRL's evaluate: here on the training pairs themselves
+        verl::data::DataProviderOptions eval_options;
+        eval_options.batch_size = 4;
+        eval_options.shuffle = false;
+        eval_options.drop_last = false;
+        eval_options.epochs = 1;
+        verl::data::DataProvider<verl::data::DPODataset> eval(dataset, eval_options);
+        return trainer.validate(eval);
+      });
+  std::string saved;
+  for (const auto& c : result.checkpoints) saved += " " + c.filename().string();
+  std::printf("checkpoints:%s\n", saved.c_str());
 
   const auto after = margins();
   const auto right = after.gt(0).sum().item<std::int64_t>();
   std::printf("after: mean margin %.3f, accuracy %lld/16\n", after.mean().item<double>(), static_cast<long long>(right));
   const bool learned = right >= 15 && after.mean().item<double>() > before.mean().item<double>() + 0.1;
   std::printf("learned: %s\n", learned ? "yes" : "no");
-  // Not std::filesystem::remove_all: the PyPI libtorch.so exports its own copy, which can crash when bound.
-  std::filesystem::remove(dir / "pairs.jsonl");
-  std::filesystem::remove(dir);
+  remove_tree(dir);
   if (!learned) return 1;
   std::printf("dpo: ok\n");
   return 0;
