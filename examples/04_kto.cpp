@@ -6,14 +6,16 @@
 //      row's completion) pairs that KTO's KL reference point is estimated from;
 //   2. verl::trainer::KTOTrainer with TRL's KTOConfig names (beta, desirable_weight, undesirable_weight, ...)
 //      against a frozen copy of the initial policy;
-//   3. TRL's metrics (loss, kl, rewards/chosen, rewards/rejected, ...) and the mean log-prob of the desirable
-//      and undesirable completions before and after training.
+//   3. TRL's metrics (loss, kl, rewards/chosen, rewards/rejected, ...), TRL's evaluation (validate(): eval_loss,
+//      eval_rewards/margins, ... over an unshuffled pass) and the mean log-prob of the desirable and undesirable
+//      completions before and after training.
 // The synthetic labels: a completion repeating the prompt's first letter is desirable, a run of 'n' is not.
 //
 // Expected output (the step lines' numbers depend on the LibTorch build; CTest matches the others):
 //   dataset: 12 examples from kto.jsonl (6 desirable), 4 batches of 3 per epoch
 //   step 10: loss 0.2106 kl 0.0000 rewards/chosen 0.5033 rewards/rejected -1.9250
 //   step 20: loss 0.2595 kl 0.0000 rewards/chosen 0.8223 rewards/rejected -4.1280
+//   eval: eval_loss 0.5000 -> 0.1621, eval_rewards/margins 0.0000 -> 4.9791
 //   desirable log-prob: -11.033 -> -2.843 (up)
 //   undesirable log-prob: -11.188 -> -52.789 (down)
 //   kto: ok
@@ -124,7 +126,18 @@ int main() {
     return std::pair{lp.masked_select(everything.labels).mean().item<double>(),
                      lp.masked_select(everything.labels.logical_not()).mean().item<double>()};
   };
+  // TRL's evaluate: one unshuffled pass in batches of 3 (the last one kept), no update.
+  const auto evaluate = [&] {
+    verl::data::DataProviderOptions eval_options;
+    eval_options.batch_size = 3;
+    eval_options.shuffle = false;
+    eval_options.drop_last = false;
+    eval_options.epochs = 1;
+    verl::data::DataProvider<verl::data::KTODataset> eval(dataset, eval_options);
+    return trainer.validate(eval);
+  };
   const auto [good0, bad0] = means();
+  const auto eval0 = evaluate();
   trainer.fit(provider, 20, [](std::int64_t step, const std::map<std::string, double>& m) {
     if (step % 10 == 0)
       std::printf("step %lld: loss %.4f kl %.4f rewards/chosen %.4f rewards/rejected %.4f\n",
@@ -132,6 +145,9 @@ int main() {
                   m.at("rewards/rejected"));
   });
   const auto [good1, bad1] = means();
+  const auto eval1 = evaluate();
+  std::printf("eval: eval_loss %.4f -> %.4f, eval_rewards/margins %.4f -> %.4f\n", eval0.at("eval_loss"),
+              eval1.at("eval_loss"), eval0.at("eval_rewards/margins"), eval1.at("eval_rewards/margins"));
   std::printf("desirable log-prob: %.3f -> %.3f (%s)\n", good0, good1, good1 > good0 ? "up" : "not up");
   std::printf("undesirable log-prob: %.3f -> %.3f (%s)\n", bad0, bad1, bad1 < bad0 ? "down" : "not down");
   // Not std::filesystem::remove_all: the PyPI libtorch.so exports its own copy, which can crash when bound.
