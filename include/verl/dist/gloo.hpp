@@ -5,18 +5,29 @@
 //! multi-process tests. Network interface: GLOO_SOCKET_IFNAME when set (as torch.distributed reads it), the
 //! loopback address when MASTER_ADDR is a loopback address (single-machine jobs), else the address the
 //! host name resolves to (torch's default device).
+//!
+//! Build requirement: c10d's ProcessGroupGloo.hpp includes Gloo's own headers (<gloo/...>), which PyPI's
+//! torch wheel does not ship; Debian's libgloo-dev provides them. The Gloo
+//! code itself is the copy inside libtorch_cpu; only declarations come from those headers. Without them
+//! VERL_DIST_HAS_GLOO is 0 and using ProcessGroupCommunicator<gloo> is a compile error saying so.
 
 #include "verl/dist/process_group.hpp"
 
+#if defined(USE_C10D_GLOO) && __has_include(<gloo/algorithm.h>)
+#define VERL_DIST_HAS_GLOO 1
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#else
+#define VERL_DIST_HAS_GLOO 0
+#endif
 
+#include <concepts>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 
 namespace verl::dist {
 
-#if defined(USE_C10D_GLOO)
+#if VERL_DIST_HAS_GLOO
 template <>
 struct backend_traits<gloo> {
   //! torch 2.x's Gloo averages by summing, then dividing: done here the same way, also for older LibTorch.
@@ -54,6 +65,15 @@ struct backend_traits<gloo> {
 };
 
 static_assert(Communicator<ProcessGroupCommunicator<gloo>>);
+#else
+template <class B>
+  requires std::same_as<B, gloo>
+struct backend_traits<B> {
+  static_assert(sizeof(B) == 0,
+                "verl::dist::gloo: this build has no Gloo headers (<gloo/algorithm.h>, which c10d's "
+                "ProcessGroupGloo.hpp needs; PyPI's torch wheel does not ship them): install Debian's libgloo-dev, "
+                "or use a LibTorch built with USE_C10D_GLOO");
+};
 #endif
 
 }  // namespace verl::dist

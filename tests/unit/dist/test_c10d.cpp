@@ -31,11 +31,26 @@
 
 using verl::ReduceOp;
 using verl::test::error_of;
-using Gloo = verl::dist::ProcessGroupCommunicator<verl::dist::gloo>;
 using namespace std::chrono_literals;
 
 namespace {
 
+//! Rank r's input to the reductions: exactly representable values (multiples of 1/4 and small integers), so
+//! every sum and mean is exact whatever order the backend adds in.
+at::Tensor rank_input(int r, at::ScalarType dtype) {
+  auto base = torch::arange(12, torch::kDouble).reshape({3, 4});  // (3,4)
+  auto sign = (base.remainder(3) - 1) * (r % 2 == 0 ? 1 : -1);    // (3,4): rank-dependent sign pattern
+  auto t = base * 0.25 * (r + 1) + sign * r;                      // (3,4)
+  if (dtype == torch::kLong) t = (base * (r + 1) + sign * r).to(torch::kLong) * (int64_t{1} << 40) + r;  // > 2^53
+  return t.to(dtype);
+}
+
+}  // namespace
+
+#if VERL_DIST_HAS_GLOO
+namespace {
+
+using Gloo = verl::dist::ProcessGroupCommunicator<verl::dist::gloo>;
 constexpr auto kTimeout = 5000ms;  // collectives and rendezvous of the worker ranks
 
 //! Starts `n` ranks of this executable in `mode`; the launcher's own timeout keeps a hang from stalling CTest.
@@ -51,16 +66,6 @@ verl::dist::LocalLaunchResult run_ranks(int n, const std::string& mode,
   auto result = verl::dist::launch_local(exe, {"[.c10d_worker]"}, options);
   INFO(result.summary());
   return result;
-}
-
-//! Rank r's input to the reductions: exactly representable values (multiples of 1/4 and small integers), so
-//! every sum and mean is exact whatever order the backend adds in.
-at::Tensor rank_input(int r, at::ScalarType dtype) {
-  auto base = torch::arange(12, torch::kDouble).reshape({3, 4});  // (3,4)
-  auto sign = (base.remainder(3) - 1) * (r % 2 == 0 ? 1 : -1);    // (3,4): rank-dependent sign pattern
-  auto t = base * 0.25 * (r + 1) + sign * r;                      // (3,4)
-  if (dtype == torch::kLong) t = (base * (r + 1) + sign * r).to(torch::kLong) * (int64_t{1} << 40) + r;  // > 2^53
-  return t.to(dtype);
 }
 
 //! The reduction of every rank's input, computed here from all inputs (no communication).
@@ -205,14 +210,22 @@ TEST_CASE("c10d worker rank", "[.c10d_worker]") {
   } else if (mode == "mesh") {
     check_mesh(comm);
   } else if (mode == "die" || mode == "stall") {
-    // The last rank leaves (exits, or stops calling collectives) after set-up; the others are in an
-    // all_reduce that cannot complete and must fail with a clear error within the timeout.
+    // "die": every rank runs all_reduce after all_reduce; 50 ms in, the last rank's process exits from
+    // another thread, in the middle of a collective. "stall": the last rank stays alive but never calls the
+    // collective. Either way the others must fail with a clear error within the timeout.
     comm.barrier();
     const int last = comm.world_size() - 1;
     if (comm.rank() == last) {
-      if (mode == "die") std::_Exit(3);
-      std::this_thread::sleep_for(options.timeout + 1500ms);
-      std::_Exit(0);
+      if (mode == "stall") {
+        std::this_thread::sleep_for(options.timeout + 500ms);
+        std::_Exit(0);
+      }
+      std::thread([] {
+        std::this_thread::sleep_for(50ms);
+        std::_Exit(3);
+      }).detach();
+      at::Tensor t = torch::ones({1 << 16});  // (65536,)
+      for (;;) comm.all_reduce(t, ReduceOp::sum);
     }
     at::Tensor t = torch::ones({1 << 16});  // (65536,)
     const auto start = std::chrono::steady_clock::now();
@@ -254,7 +267,7 @@ TEST_CASE("DeviceMesh dp=2 x tp=2 sub-groups over 4 Gloo processes", "[dist][c10
 }
 
 TEST_CASE("a rank that exits makes the others fail with CommunicationError, not hang", "[dist][c10d]") {
-  SECTION("exit after set-up, 4 ranks") {
+  SECTION("exit in the middle of collectives, 4 ranks") {
     const auto result = run_ranks(4, "die", std::chrono::milliseconds(10000));
     INFO(result.summary());
     REQUIRE(result.ranks.size() == 4);
@@ -278,8 +291,8 @@ TEST_CASE("a rank that exits makes the others fail with CommunicationError, not 
   }
 }
 
-TEST_CASE("Gloo and NCCL groups in one process", "[dist][c10d]") {
-  SECTION("a 1-rank Gloo group over a HashStore is the identity; argument errors are named") {
+TEST_CASE("a 1-rank Gloo group in one process: the identity, and argument errors named", "[dist][c10d]") {
+  {
     auto comm = Gloo::from_store(c10::make_intrusive<c10d::HashStore>(), 0, 1, {.timeout = 2000ms});
     STATIC_REQUIRE(verl::Communicator<Gloo>);
     at::Tensor t = rank_input(0, torch::kFloat);
@@ -297,7 +310,16 @@ TEST_CASE("Gloo and NCCL groups in one process", "[dist][c10d]") {
     CHECK_THAT(error_of([&] { (void)Gloo::from_store(c10::make_intrusive<c10d::HashStore>(), 2, 2); }),
                Catch::Matchers::Contains("rank 2 of world size 2, expected 0 <= rank < world_size"));
   }
-  SECTION("NCCL: compiled and linked; without a GPU making the group is a clear error") {
+}
+#else
+TEST_CASE("Gloo: multi-process tests", "[dist][c10d]") {
+  WARN("not built: this build has no Gloo headers (<gloo/algorithm.h>; install Debian's libgloo-dev), so "
+       "verl::dist::gloo is unavailable");
+}
+#endif
+
+TEST_CASE("NCCL in one process", "[dist][c10d]") {
+  {
 #if defined(USE_C10D_NCCL) && defined(VERL_WITH_CUDA)
     using Nccl = verl::dist::ProcessGroupCommunicator<verl::dist::nccl>;
     STATIC_REQUIRE(verl::Communicator<Nccl>);
