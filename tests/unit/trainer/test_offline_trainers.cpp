@@ -1102,3 +1102,64 @@ kto:
   // A cosine schedule needs the step count: LRScheduleConfig names it.
   CHECK_THROWS_WITH(verl::trainer::sft_options_from(cfg, 0), Contains("num_training_steps"));
 }
+
+TEST_CASE("KTOTrainer::fit resumes bit for bit; when the data runs out the last step run is validated and saved",
+          "[trainer][kto][fit]") {
+  const verl::test::TempDir dir("kto_fit");
+  torch::set_num_threads(1);
+  const auto ds = kto_dataset(dir);
+  const auto run = [&](const std::filesystem::path& ckpt, std::int64_t stop_at, std::size_t epochs) {
+    Actor actor = make_actor(4);
+    verl::trainer::KTOOptions o;
+    o.learning_rate = 1e-2;
+    o.per_device_train_batch_size = 2;
+    o.lr_schedule.lr_scheduler_type = "cosine";
+    o.lr_schedule.num_warmup_steps = 1;
+    o.lr_schedule.num_training_steps = 4;
+    verl::trainer::KTOTrainer<Actor, Reference> trainer(actor, Reference::copy_of(actor), o);
+    verl::trainer::MetricsRegistry registry;
+    std::vector<std::pair<std::int64_t, verl::trainer::MetricMap>> logged;
+    registry.add_callback([&](std::int64_t step, const verl::trainer::MetricMap& m) { logged.emplace_back(step, m); });
+    verl::trainer::OfflineFitOptions fo;
+    fo.total_training_steps = stop_at;
+    fo.save_freq = 10;  // only the last step saves
+    fo.checkpoint_dir = ckpt;
+    fo.progress_bar = false;
+    verl::data::DataProviderOptions po;
+    po.batch_size = 3;  // 2 batches per epoch
+    po.seed = 8;
+    po.epochs = epochs;
+    auto result = trainer.fit(
+        [&](const nlohmann::json& resume) {
+          return std::make_unique<verl::data::DataProvider<verl::data::KTODataset>>(ds, po, resume);
+        },
+        registry, fo, [&](std::int64_t) {
+          verl::data::DataProviderOptions vo;
+          vo.batch_size = 3;
+          vo.shuffle = false;
+          vo.drop_last = false;
+          vo.epochs = 1;
+          verl::data::DataProvider<verl::data::KTODataset> val(ds, vo);
+          return trainer.validate(val);
+        });
+    return std::tuple{std::move(result), snapshot(actor), std::move(logged)};
+  };
+  const auto [r_full, w_full, l_full] = run(dir.path / "full", 4, 0);
+  const auto [r_a, w_a, l_a] = run(dir.path / "half", 2, 0);
+  REQUIRE(r_a.checkpoints.size() == 1);
+  const auto [r_b, w_b, l_b] = run(dir.path / "half", 4, 0);
+  REQUIRE(r_b.resumed_from == std::optional<std::int64_t>(2));
+  CHECK(bit_identical(w_b, w_full));
+  CHECK(!bit_identical(w_a, w_full));
+
+  // One epoch of 2 batches, 10 steps asked: steps 1-2 run, then step 2 is validated and saved as the last.
+  const auto [r_out, w_out, l_out] = run(dir.path / "short", 10, 1);
+  CHECK(r_out.last_step == 2);
+  REQUIRE(r_out.checkpoints.size() == 1);
+  CHECK(r_out.checkpoints.front().filename() == "global_step_2");
+  CHECK(r_out.last_val_metrics.count("eval_loss") == 1);
+  REQUIRE(l_out.size() == 3);  // steps 1 and 2, then step 2's validation and checkpoint timing
+  CHECK(l_out[2].first == 2);
+  CHECK(l_out[2].second.count("eval_kl") == 1);
+  CHECK(l_out[2].second.count("timing_s/save_checkpoint") == 1);
+}
