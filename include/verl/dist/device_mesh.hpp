@@ -94,7 +94,8 @@ class DeviceMesh {
   [[nodiscard]] std::string describe() const {
     std::string s = "(";
     for (std::size_t i = 0; i < axes_.size(); ++i) {
-      s += (i == 0 ? "" : ", ") + axes_[i].name + "=" + std::to_string(axes_[i].size);
+      if (i != 0) s.append(", ");
+      s.append(axes_[i].name).append("=").append(std::to_string(axes_[i].size));
     }
     return s + ")";
   }

@@ -93,6 +93,16 @@ namespace verl::detail {
   return e.what();
 }
 
+//! "0,2,5".
+[[nodiscard]] inline std::string join_ranks(const std::vector<int>& ranks) {
+  std::string s;
+  for (std::size_t i = 0; i < ranks.size(); ++i) {
+    if (i != 0) s.push_back(',');
+    s.append(std::to_string(ranks[i]));
+  }
+  return s;
+}
+
 [[nodiscard]] inline c10d::ReduceOp to_c10d(ReduceOp op) {
   switch (op) {
     case ReduceOp::sum: return c10d::ReduceOp::SUM;
@@ -250,9 +260,7 @@ class ProcessGroupCommunicator {
     verl::detail::check<ConfigError>(ranks.front() >= 0 && ranks.back() < world_size(), who("new_group"),
                                      ": `ranks` holds ", ranks.front() < 0 ? ranks.front() : ranks.back(),
                                      ", expected ranks in [0, ", world_size(), ")");
-    std::string name = prefix_ + "group[";
-    for (std::size_t i = 0; i < ranks.size(); ++i) name += (i == 0 ? "" : ",") + std::to_string(ranks[i]);
-    name += "]";
+    std::string name = prefix_ + "group[" + detail::join_ranks(ranks) + "]";
     name += "#" + std::to_string(state_->subgroup_count[name]++) + "/";
     const auto me = std::find(ranks.begin(), ranks.end(), rank_);
     if (me == ranks.end()) return std::nullopt;
@@ -291,11 +299,7 @@ class ProcessGroupCommunicator {
                                         " (rank ", rank_, " of ", world_size(), ")");
   }
 
-  [[nodiscard]] std::string ranks_text() const {
-    std::string s;
-    for (std::size_t i = 0; i < global_ranks_.size(); ++i) s += (i == 0 ? "" : ",") + std::to_string(global_ranks_[i]);
-    return s;
-  }
+  [[nodiscard]] std::string ranks_text() const { return detail::join_ranks(global_ranks_); }
 
   void check_tensor(const at::Tensor& t, std::string_view op) const {
     verl::detail::check<ShapeError>(t.defined(), who(op), ": the tensor is undefined, expected a defined tensor");
