@@ -285,7 +285,7 @@ struct DataConfig {
     v("validation_shuffle", validation_shuffle, "shuffle the validation data");
     v("filter_overlong_prompts", filter_overlong_prompts, "drop prompts longer than max_prompt_length at load");
     v("filter_overlong_prompts_workers", filter_overlong_prompts_workers, "threads that filter overlong prompts");
-    v("truncation", truncation, "a prompt longer than max_prompt_length: error, or keep its left/right/middle part");
+    v("truncation", truncation, "a prompt longer than max_prompt_length: error, or cut tokens from the left (keeps the end), right (keeps the start) or middle");
     v("apply_chat_template_kwargs", apply_chat_template_kwargs, "extra variables for the chat template");
     v.ignore("use_shm", "load the model through shared memory");
     v.ignore("tool_config_path", "multi-turn tool definitions (not implemented)");
@@ -1050,7 +1050,7 @@ struct OfflineDataConfig {
     v("train_files", train_files, "training data: a path or a list of paths (JSONL)");
     v("val_files", val_files, "validation data; null: none");
     v("train_batch_size", train_batch_size, "examples (SFT) or pairs (DPO) per optimizer step");
-    v("micro_batch_size_per_gpu", micro_batch_size_per_gpu, "examples per forward/backward (gradient accumulation); also the validation batch");
+    v("micro_batch_size_per_gpu", micro_batch_size_per_gpu, "examples per forward/backward (gradient accumulation); also the DPO/KTO validation batch (SFT validates in batches of train_batch_size)");
     v("max_token_len_per_gpu", max_token_len_per_gpu, "tokens per micro-batch with use_dynamic_bsz");
     v("use_dynamic_bsz", use_dynamic_bsz, "form micro-batches by token count");
     v("train_max_samples", train_max_samples, "use at most this many training rows; -1: all");
@@ -1064,7 +1064,7 @@ struct OfflineDataConfig {
     v("label_key", label_key, "KTO: row field with the desirable (true) / undesirable (false) label");
     v("max_length", max_length, "tokens of prompt + completion (TRL max_length)");
     v("max_prompt_length", max_prompt_length, "prompt tokens (TRL max_prompt_length); null: no separate limit");
-    v("truncation", truncation, "a sequence longer than max_length: error, or keep its left/right/middle part");
+    v("truncation", truncation, "a sequence longer than max_length: error, or cut tokens from the left (keeps the end), right (keeps the start) or middle (DPO/KTO: left or right)");
     v("shuffle", shuffle, "shuffle the training data each epoch");
     v("num_workers", num_workers, "background workers that tokenize and prefetch; 0: inline");
     v("apply_chat_template_kwargs", apply_chat_template_kwargs, "extra variables for the chat template");
