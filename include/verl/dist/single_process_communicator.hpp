@@ -25,7 +25,7 @@ class SingleProcessCommunicator {
   //! Throws verl::ShapeError when `tensor` is undefined and verl::ConfigError for an invalid `op`.
   void all_reduce(at::Tensor& tensor, ReduceOp op) const {
     check_defined(tensor, "all_reduce");
-    detail::check<ConfigError>(to_string(op) != "<invalid ReduceOp>",
+    verl::detail::check<ConfigError>(to_string(op) != "<invalid ReduceOp>",
                                "verl::dist::SingleProcessCommunicator::all_reduce: `op` is ",
                                static_cast<int>(op), ", expected a verl::ReduceOp (sum, avg, max or min)");
   }
@@ -33,7 +33,7 @@ class SingleProcessCommunicator {
   //! Leaves `tensor` unchanged (rank 0 is the root). Throws verl::ConfigError unless root == 0.
   void broadcast(at::Tensor& tensor, int root) const {
     check_defined(tensor, "broadcast");
-    detail::check<ConfigError>(root == 0, "verl::dist::SingleProcessCommunicator::broadcast: `root` is ", root,
+    verl::detail::check<ConfigError>(root == 0, "verl::dist::SingleProcessCommunicator::broadcast: `root` is ", root,
                                ", expected a rank in [0, 1)");
   }
 
@@ -54,7 +54,7 @@ class SingleProcessCommunicator {
 
  private:
   static void check_defined(const at::Tensor& t, std::string_view collective) {
-    detail::check<ShapeError>(t.defined(), "verl::dist::SingleProcessCommunicator::", collective,
+    verl::detail::check<ShapeError>(t.defined(), "verl::dist::SingleProcessCommunicator::", collective,
                               ": the tensor is undefined, expected a defined tensor");
   }
 };
