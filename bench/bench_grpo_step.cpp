@@ -39,6 +39,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <ctime>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -342,9 +343,11 @@ int run_workload(const std::string& path) {
   for (std::int64_t k = 0; k < warmup + steps; ++k) {
     const auto batch = prompt_batch(rows, static_cast<std::size_t>(k * s.prompts_per_step), s.prompts_per_step, tok);
     std::map<std::string, double> m;
+    const auto cpu0 = std::clock();
     const double wall = seconds_of([&] { m = trainer.step(batch); });
+    const double cpu = static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC;  // all threads of the process
     const auto sp = split_of(m, wall);
-    nlohmann::json row{{"warmup", k < warmup},  {"wall", sp.wall},     {"gen", sp.gen},
+    nlohmann::json row{{"warmup", k < warmup},  {"wall", sp.wall},     {"cpu", cpu},     {"gen", sp.gen},
                        {"reward", sp.reward},   {"old_log_prob", sp.old_log_prob}, {"ref", sp.ref},
                        {"adv", sp.adv},         {"update", sp.update}, {"other", sp.other()},
                        {"response_length_mean", m.count("response_length/mean") ? m.at("response_length/mean") : -1.0},

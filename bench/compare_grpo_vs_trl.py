@@ -38,7 +38,10 @@ Phases (seconds per step):
   other        the rest of the step (KL/advantages, padding, metrics)
   step         verl-cpp: wall time of trainer.step(); TRL: on_step_begin -> on_step_end of the Trainer loop
 tokens/s is (prompt + response tokens of the batch) / step time, verl's perf/throughput on one device; "gen tok/s"
-is response tokens / generation time. Ratios are verl-cpp / TRL throughput (TRL time / verl-cpp time).
+is response tokens / generation time. Ratios are verl-cpp / TRL throughput (TRL time / verl-cpp time). "CPU s/step"
+is the process's CPU time per step (all threads): on a loaded machine, where a process waits for the CPU, it shows
+the work each side does better than wall time (with --threads 1 especially; with 2 threads it includes OpenMP
+spinning). The load average before and after the run is printed.
 
 TRL is NOT part of this repository. Install it into a separate directory, leaving .venv's torch 2.11.0 and
 transformers 5.23.0 alone (TRL 1.16.0 is the version measured; it works with transformers 5.23.0):
@@ -192,10 +195,11 @@ def run_trl(model_dir: str, prompt_texts, args) -> list[dict]:
             def on_step_begin(self, a, state, control, **kw):
                 acc.clear()
                 self.t0 = time.perf_counter()
+                self.c0 = time.process_time()  # CPU seconds of all threads of this process
 
             def on_step_end(self, a, state, control, **kw):
                 wall = time.perf_counter() - self.t0
-                row = {"wall": wall, "gen": acc["gen"], "reward": acc["reward"], "logprob": acc["logprob"],
+                row = {"wall": wall, "cpu": time.process_time() - self.c0, "gen": acc["gen"], "reward": acc["reward"], "logprob": acc["logprob"],
                        "update": wall - acc["block"], "other": acc["block"] - acc["gen"] - acc["reward"] - acc["logprob"],
                        "warmup": len(steps) < args.warmup}
                 steps.append(row)
@@ -248,6 +252,7 @@ def main() -> int:
     import transformers
 
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     model = make_model(args.model)
     vocab = model.config.vocab_size
     n_params = sum(p.numel() for p in model.parameters())
@@ -288,23 +293,24 @@ def main() -> int:
 
     tokens = args.prompts * args.n * (args.prompt_length + args.response_length)
     gen_tokens = args.prompts * args.n * args.response_length
-    rows = []
-    for name in ("trl", "verl"):
-        r = results[name]
-        rows.append((name, {k: mean(r, k) for k in ("gen", "reward", "logprob", "update", "other", "wall")}))
+    keys = ("gen", "reward", "logprob", "update", "other", "wall", "cpu")
+    m = {name: {k: mean(results[name], k) for k in keys} for name in ("trl", "verl")}
     label = {"trl": f"TRL {trl.__version__} GRPOTrainer", "verl": "verl-cpp PPOTrainer<GRPO<>>"}
-    print("| system | generation | reward | log-probs | update | other | step | tokens/s | gen tok/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, m in rows:
-        print(f"| {label[name]} | {m['gen']:.3f} | {m['reward']:.4f} | {m['logprob']:.3f} | {m['update']:.3f} | "
-              f"{m['other']:.3f} | {m['wall']:.3f} | {tokens / m['wall']:.1f} | {gen_tokens / m['gen']:.1f} |")
-    t, v = rows[0][1], rows[1][1]
-    ratio = lambda k: t[k] / v[k] if v[k] > 0 else float("inf")  # noqa: E731
-    print(f"| ratio (TRL time / verl-cpp time) | {ratio('gen'):.2f}x | {ratio('reward'):.2f}x | "
-          f"{ratio('logprob'):.2f}x | {ratio('update'):.2f}x | {ratio('other'):.2f}x | **{ratio('wall'):.2f}x** | "
-          f"**{ratio('wall'):.2f}x** | {ratio('gen'):.2f}x |")
-    print(f"# per-step seconds (warm-up first): TRL {[round(r['wall'], 3) for r in results['trl']]}, "
+    print("| system | generation | reward | log-probs | update | other | step | tokens/s | gen tok/s | CPU s/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in ("trl", "verl"):
+        r = m[name]
+        print(f"| {label[name]} | {r['gen']:.3f} | {r['reward']:.4f} | {r['logprob']:.3f} | {r['update']:.3f} | "
+              f"{r['other']:.3f} | {r['wall']:.3f} | {tokens / r['wall']:.1f} | {gen_tokens / r['gen']:.1f} | "
+              f"{r['cpu']:.3f} |")
+    t, v = m["trl"], m["verl"]
+    ratio = {k: (t[k] / v[k] if v[k] > 0 else float("inf")) for k in keys}
+    print(f"| ratio (TRL time / verl-cpp time) | {ratio['gen']:.2f}x | {ratio['reward']:.2f}x | "
+          f"{ratio['logprob']:.2f}x | {ratio['update']:.2f}x | {ratio['other']:.2f}x | **{ratio['wall']:.2f}x** | "
+          f"**{ratio['wall']:.2f}x** | {ratio['gen']:.2f}x | {ratio['cpu']:.2f}x |")
+    print(f"# per-step wall seconds (warm-up first): TRL {[round(r['wall'], 3) for r in results['trl']]}, "
           f"verl-cpp {[round(r['wall'], 3) for r in results['verl']]}")
+    print(f"# load average (1, 5, 15 min) before: {load_before}, after: {os.getloadavg()}")
     return 0
 
 
