@@ -280,6 +280,20 @@ struct SumOverReplicas : torch::autograd::Function<SumOverReplicas> {
   }
 };
 
+//! Identity forward; backward passes the gradient through (`pass`) or replaces it with zeros. The node is in
+//! the graph on every rank either way, so every rank's backward runs the same collectives in the same order.
+struct GateGradient : torch::autograd::Function<GateGradient> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, bool pass) {
+    ctx->saved_data["pass"] = pass;
+    return x;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    if (ctx->saved_data["pass"].toBool()) return {grads[0], at::Tensor()};
+    return {at::zeros_like(grads[0]), at::Tensor()};
+  }
+};
+
 }  // namespace verl::detail
 
 namespace verl::dist {
@@ -335,6 +349,11 @@ struct ColumnParallelLinearOptions {
   //! Distinct output slices; 0: the group size (each rank its own). Fewer: tp / shards ranks hold each slice
   //! and its gradients are summed over them (see sum_gradient_over_replicas).
   int shards = 0;
+  //! With shards < tp, sum the weight and bias gradients over the replicas in the backward pass (each replica
+  //! computed a different part of the loss from its output). false: the caller makes each replica's gradient
+  //! complete itself, e.g. by summing the gradient of the output over the replicas (TensorParallelAttention's
+  //! replicated key/value heads).
+  bool sum_replica_gradients = true;
 };
 
 //! y = x A^T + b with A (out, in) split by rows (output features) over the tp ranks: rank r holds A_r
@@ -378,8 +397,9 @@ class ColumnParallelLinearImpl : public torch::nn::Module {
   //! y_r = x A_r^T + b_r without the input's copy_to_tensor_parallel_region: for layers that share one copied
   //! input (q/k/v, gate/up), so that its gradient is all-reduced once. x (..., in) -> (..., out/shards).
   at::Tensor local_forward(const at::Tensor& x_in_region) {
-    const auto w = sum_gradient_over_replicas(weight, group_, options_.shards);
-    const auto b = sum_gradient_over_replicas(bias, group_, options_.shards);
+    const bool sum = options_.sum_replica_gradients;
+    const auto w = sum ? sum_gradient_over_replicas(weight, group_, options_.shards) : weight;
+    const auto b = sum ? sum_gradient_over_replicas(bias, group_, options_.shards) : bias;
     return at::linear(x_in_region, w, b.defined() ? std::optional<at::Tensor>(b) : std::nullopt);
   }
 

@@ -150,14 +150,17 @@ class TensorParallelAttentionImpl : public torch::nn::Module {
   TensorParallelAttentionImpl(TensorParallelGroup group, models::AttentionImpl& full, const models::TransformerConfig& c)
       : group_(std::move(group)), head_dim_(c.head_dim) {
     const int tp = group_.size();
-    const int kv_shards = kv_head_shards(c, tp);
+    kv_shards_ = kv_head_shards(c, tp);
+    kv_lead_ = group_.rank() % (tp / kv_shards_) == 0;
     heads_ = c.num_attention_heads / tp;
-    kv_heads_ = c.num_key_value_heads / kv_shards;
+    kv_heads_ = c.num_key_value_heads / kv_shards_;
+    // Replicated key/value heads: each replica's projection gets the complete gradient (the key/value
+    // activations' gradients are summed over the replicas in forward()), so the weights are not summed again.
+    const ColumnParallelLinearOptions kv_options{.gather_output = false, .shards = kv_shards_,
+                                                .sum_replica_gradients = false};
     q_proj = register_module("q_proj", ColumnParallelLinear(group_, full.q_proj->weight, full.q_proj->bias));
-    k_proj = register_module("k_proj", ColumnParallelLinear(group_, full.k_proj->weight, full.k_proj->bias,
-                                                            ColumnParallelLinearOptions{.gather_output = false, .shards = kv_shards}));
-    v_proj = register_module("v_proj", ColumnParallelLinear(group_, full.v_proj->weight, full.v_proj->bias,
-                                                            ColumnParallelLinearOptions{.gather_output = false, .shards = kv_shards}));
+    k_proj = register_module("k_proj", ColumnParallelLinear(group_, full.k_proj->weight, full.k_proj->bias, kv_options));
+    v_proj = register_module("v_proj", ColumnParallelLinear(group_, full.v_proj->weight, full.v_proj->bias, kv_options));
     o_proj = register_module("o_proj", RowParallelLinear(group_, full.o_proj->weight, full.o_proj->bias,
                                                          RowParallelLinearOptions{.input_is_parallel = true}));
     if (full.q_norm) {
@@ -170,15 +173,26 @@ class TensorParallelAttentionImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask) {
     const auto b = x.size(0), t = x.size(1);
     const auto xin = copy_to_tensor_parallel_region(x, group_);                            // (B,T,hidden)
+    // Replicated key/value heads (tp > num_key_value_heads): the replicas compute the same k and v; their
+    // gradients are summed over the replicas below, before the (float32) k_norm backward as in the unsharded
+    // model, and only the first replica passes the input's share on (the others' gate drops it).
+    const bool replicated = kv_shards_ < group_.size();
+    const auto xkv = replicated ? detail::GateGradient::apply(xin, kv_lead_) : xin;        // (B,T,hidden)
     auto q = q_proj->local_forward(xin).view({b, t, heads_, head_dim_});                   // (B,T,Hl,D)
-    auto k = k_proj->local_forward(xin).view({b, t, kv_heads_, head_dim_});                // (B,T,Hkvl,D)
-    const auto v = v_proj->local_forward(xin).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);  // (B,Hkvl,T,D)
-    if (q_norm) {  // Qwen3: one weight for every head; each rank normalises only its heads
+    auto k = k_proj->local_forward(xkv).view({b, t, kv_heads_, head_dim_});                // (B,T,Hkvl,D)
+    auto v = v_proj->local_forward(xkv).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);  // (B,Hkvl,T,D)
+    if (q_norm) {  // Qwen3: one weight for every head; each rank normalises only its heads: sum over ranks
       q = detail::tp_rms_norm(q, sum_gradient_over_replicas(q_norm->weight, group_, 1), q_norm->eps());
-      k = detail::tp_rms_norm(k, sum_gradient_over_replicas(k_norm->weight, group_, 1), k_norm->eps());
+      auto kw = sum_gradient_over_replicas(k_norm->weight, group_, 1);  // (D)
+      if (replicated) kw = detail::GateGradient::apply(kw, kv_lead_);  // one replica per head contributes
+      k = detail::tp_rms_norm(k, kw, k_norm->eps());
     }
     q = models::apply_rope(q.transpose(1, 2), cos, sin);  // (B,Hl,T,D)
     k = models::apply_rope(k.transpose(1, 2), cos, sin);  // (B,Hkvl,T,D)
+    if (replicated) {  // each replica's gradient covers its own query heads only: sum them
+      k = sum_gradient_over_replicas(k, group_, kv_shards_);
+      v = sum_gradient_over_replicas(v, group_, kv_shards_);
+    }
     at::Tensor keys = k, values = v;
     const auto groups = heads_ / kv_heads_;
     if (groups > 1) {  // each local key/value head serves `groups` local query heads
@@ -199,6 +213,8 @@ class TensorParallelAttentionImpl : public torch::nn::Module {
  private:
   TensorParallelGroup group_;
   std::int64_t heads_ = 0, kv_heads_ = 0, head_dim_ = 0;
+  int kv_shards_ = 1;
+  bool kv_lead_ = true;  // the first of the replicas of this rank's key/value heads
 };
 TORCH_MODULE(TensorParallelAttention);
 
