@@ -20,14 +20,18 @@
 //!
 //! Requirements (verl::ConfigError naming the quantity otherwise): tp divides num_attention_heads,
 //! intermediate_size and vocab_size; num_key_value_heads is a multiple or a divisor of tp. Megatron requires
-//! tp to divide the key/value heads too; replicating them when tp exceeds their count is what vLLM does, and
-//! here the replicas' gradients are summed in the backward pass so that they stay equal. hidden_size is never
-//! split (the residual stream is replicated, as in Megatron without sequence parallelism).
+//! tp to divide the key/value heads too; replicating them when tp exceeds their count is what vLLM does (for
+//! inference); here training works too: see below. hidden_size is never split (the residual stream is
+//! replicated, as in Megatron without sequence parallelism).
 //!
-//! Gradients: every parameter's gradient on every rank is the unsharded gradient's slice. Replicated
-//! norms see the full gradient of their output (copy_to_tensor_parallel_region all-reduces it); parameters
-//! each rank uses for a different part of the heads (q_norm, k_norm, replicated key/value heads) go through
-//! sum_gradient_over_replicas.
+//! Gradients: every parameter's gradient on every rank is the unsharded gradient's slice. Replicated norms
+//! see the full gradient of their output (copy_to_tensor_parallel_region all-reduces it); q_norm and k_norm,
+//! which each rank applies to its own heads only, sum their gradients over the ranks. A replicated key/value
+//! head serves different query heads on each replica: the gradients of its k and v activations are summed
+//! over the replicas (sum_gradient_over_replicas) right after RoPE, where the unsharded model's GQA expand
+//! sums them, so that the k_norm backward (float32, as transformers') sees the same summed gradient; each
+//! replica then computes the complete gradient of its k/v projection (replicas stay bitwise equal), and only
+//! the first replica passes the input's share of it on.
 //!
 //! Not supported: the KV cache and generation (the rollout engine runs unsharded or resharded models),
 //! activation checkpointing, sequence parallelism.
