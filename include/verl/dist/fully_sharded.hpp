@@ -12,18 +12,20 @@
 //! steps. Between uses the module's own parameter tensors keep their shapes but hold no memory.
 //!
 //! All-gather on use. A unit is used through run(unit, fn, inputs): its shards are all-gathered into the
-//! unit's flat buffer (the module's parameters are views of it, so `fn` simply calls the sub-module), `fn`
-//! runs, and the buffer is freed again (reshard_after_forward). For backward, run() wraps the call in a custom
-//! autograd Function (detail::UnitFunction): its forward records `fn`'s graph on detached inputs and keeps it
-//! (the activations are saved as usual, nothing is recomputed); its backward re-gathers the buffer (the saved
-//! tensors that are parameters or views of them see the gathered values again: freeing and re-allocating a
-//! storage changes no tensor's metadata nor version counter, which is how torch's FSDP frees its flat
-//! parameters too), back-propagates through the kept graph to the inputs and the unit's parameters, flattens
-//! the parameter gradients, reduce-scatters them so that each rank receives the gradient of its own shard
-//! only, and frees the buffer. Why this and not hooks: LibTorch C++ modules have no forward pre-hooks, and a
-//! Function around the whole unit gives one well-defined point before its forward and after its backward, with
-//! the collectives in the same order on every rank. Under no_grad (or when nothing needs a gradient) run()
-//! gathers, runs and frees, without recording anything.
+//! unit's flat buffer, the module's parameters are made views of it (so `fn` simply calls the sub-module), `fn`
+//! runs, and the buffer's memory is freed again (reshard_after_forward). In between, each parameter views a
+//! storage that owns no memory and reading it throws an error naming it, instead of reading freed memory.
+//! For backward, run() wraps the call in a custom autograd Function (verl::detail::fsdp::UnitFunction). Its
+//! forward records `fn`'s graph on detached inputs and keeps it: the activations are saved as usual, nothing is
+//! recomputed. Its backward re-gathers the buffer, back-propagates through the kept graph to the inputs and the
+//! unit's parameters, flattens the parameter gradients and reduce-scatters them, so that each rank receives the
+//! gradient of its own shard only, then frees the buffer. The kept graph stays valid because the buffer is the
+//! same storage object throughout (only its memory is released and re-allocated, as torch's FSDP does with
+//! untyped_storage().resize_(0)), and the parameters are re-pointed with set_data, which changes neither a
+//! tensor's identity nor its version counter. Why this and not hooks: LibTorch C++ modules have no forward
+//! pre-hooks, and a Function around the whole unit call gives one well-defined point before its forward and
+//! after its backward, with the collectives in the same order on every rank. Under no_grad (or when nothing
+//! needs a gradient) run() gathers, runs and frees, without recording anything.
 //!
 //! Gradient reduction (FullyShardedOptions::reduction): `mean` averages the ranks' gradients as FSDP does
 //! (for a loss that is each rank's local mean, or verl's global losses that agg_loss multiplies by dp_size);
@@ -139,7 +141,15 @@ struct FullyShardedStats {
   }
 };
 
-namespace detail {
+}  // namespace verl::dist
+
+// Implementation details, in verl::detail (a verl::dist::detail namespace would hide verl::detail from the
+// unqualified `detail::` calls of the other dist headers).
+namespace verl::detail::fsdp {
+
+using verl::dist::FullyShardedOptions;
+using verl::dist::FullyShardedStats;
+using verl::dist::ShardGradReduction;
 
 //! The collectives a unit needs, type-erased so that the autograd node (which is not a template) can call
 //! them in backward.
@@ -251,7 +261,23 @@ class FlatUnit {
     if (state_->options.sync_module_states) state_->comm->broadcast(full_, 0);
     shard_ = full_.narrow(0, rank_offset(), shard_numel_).clone();  // (P/N)
     shard_.requires_grad_(first.requires_grad());
-    for (auto& s : slots_) s.param.set_data(full_.narrow(0, s.offset, s.numel).view(s.shape));
+    // Between gathers each parameter views a "poison" storage of the buffer's size that owns no memory and
+    // throws a message naming the parameter on any data access (instead of reading freed memory).
+    c10::Storage poison(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(padded_ * element_size()),
+                        at::DataPtr(nullptr, full_.device()), /*allocator=*/nullptr, /*resizable=*/false);
+    at::Tensor poison_flat = at::empty({0}, opts);
+    poison_flat.set_(poison, 0, {padded_}, {1});  // (P), no memory
+    for (auto& s : slots_) {
+      full_views_.push_back(full_.narrow(0, s.offset, s.numel).view(s.shape));
+      poison_views_.push_back(poison_flat.narrow(0, s.offset, s.numel).view(s.shape));
+    }
+    // Set last: set_ itself reads the storage's data pointer.
+    poison.unsafeGetStorageImpl()->release_data_and_set_meta_custom_data_ptr_error_msg_(
+        "verl::dist::FullyShardedModule: a parameter of unit `" + name_ + "` (" + slots_.front().name +
+        (slots_.size() > 1 ? ", ..." : "") +
+        ") was read while the unit is sharded; its full value exists only inside FullyShardedModule::run() for "
+        "its unit, or while a gather_full_parameters() guard lives (use full_state_dict() to read the values)");
+    point_parameters(poison_views_);
     free_storage(full_);
     std::lock_guard lock(state_->mutex);
     state_->stats.full_parameter_bytes += total_ * element_size();
@@ -294,6 +320,7 @@ class FlatUnit {
         free_storage(full_);
         throw;
       }
+      point_parameters(full_views_);
       std::lock_guard state_lock(state_->mutex);
       state_->count(&FullyShardedStats::all_gather_calls, &FullyShardedStats::all_gather_bytes, bytes, 1);
       state_->stats.gathered_bytes += bytes;
@@ -307,6 +334,7 @@ class FlatUnit {
     std::lock_guard lock(mutex_);
     if (holds_ == 0) return;
     if (--holds_ == 0) {
+      point_parameters(poison_views_);
       free_storage(full_);
       std::lock_guard state_lock(state_->mutex);
       state_->stats.gathered_bytes -= padded_ * element_size();
@@ -333,12 +361,20 @@ class FlatUnit {
   [[nodiscard]] const std::shared_ptr<ShardingState>& state() const noexcept { return state_; }
 
  private:
+  //! Makes each parameter tensor (the module's own, same TensorImpl) view `views[i]`. set_data keeps the
+  //! tensor's identity, autograd metadata and version counter, so graphs that saved the parameter (or views of
+  //! the flat buffer) stay valid; only the storage it points to changes.
+  void point_parameters(const std::vector<at::Tensor>& views) {
+    for (std::size_t i = 0; i < slots_.size(); ++i) slots_[i].param.set_data(views[i]);
+  }
+
   std::string name_;
   std::shared_ptr<ShardingState> state_;
   std::vector<FlatParamSlot> slots_;
   std::int64_t total_ = 0, padded_ = 0, shard_numel_ = 0;
   at::Tensor full_;   // (P) flat buffer; memory only while gathered
   at::Tensor shard_;  // (P/N) leaf
+  std::vector<at::Tensor> full_views_, poison_views_;  // per parameter: its view of the buffer / of the poison
   mutable std::mutex mutex_;
   int holds_ = 0;
 };
@@ -454,7 +490,9 @@ struct UnitFunction : torch::autograd::Function<UnitFunction> {
   }
 };
 
-}  // namespace detail
+}  // namespace verl::detail::fsdp
+
+namespace verl::dist {
 
 //! Fully sharded data parallelism of a torch::nn::Module over `Comm` (see the file comment).
 //!
@@ -462,7 +500,7 @@ struct UnitFunction : torch::autograd::Function<UnitFunction> {
 //! Every rank constructs it with the same module structure, units and options, and calls run() for the same
 //! units in the same order (the collectives are matched by order). Keep it alive while a graph recorded through
 //! run() may still be back-propagated. After construction the module's parameters hold memory only while
-//! their unit is gathered; reading them otherwise throws LibTorch's "data is not allocated" error. Do not move
+//! their unit is gathered; reading them otherwise throws verl's "was read while the unit is sharded" error. Do not move
 //! the module to another device or dtype afterwards.
 template <class Comm>
 class FullyShardedModule {
@@ -482,8 +520,8 @@ class FullyShardedModule {
       : root_(std::move(root)) {
     using verl::detail::check;
     check<ConfigError>(root_ != nullptr, "verl::dist::FullyShardedModule: the root module is null");
-    state_ = std::make_shared<detail::ShardingState>();
-    state_->comm = std::make_unique<detail::ShardCollectivesOf<Comm>>(std::move(comm));
+    state_ = std::make_shared<verl::detail::fsdp::ShardingState>();
+    state_->comm = std::make_unique<verl::detail::fsdp::ShardCollectivesOf<Comm>>(std::move(comm));
     state_->options = options;
     std::unordered_map<const void*, std::string> name_of;
     std::vector<std::pair<std::string, at::Tensor>> all;
@@ -508,13 +546,13 @@ class FullyShardedModule {
       }
       check<ConfigError>(!mine.empty(), "verl::dist::FullyShardedModule: unit ", k,
                          " owns no parameter (all were owned by earlier units), expected at least one");
-      units_.push_back(std::make_shared<detail::FlatUnit>("unit " + std::to_string(k), std::move(mine), state_));
+      units_.push_back(std::make_shared<verl::detail::fsdp::FlatUnit>("unit " + std::to_string(k), std::move(mine), state_));
     }
     std::vector<std::pair<std::string, at::Tensor>> rest;
     for (const auto& [n, p] : all) {
       if (!owned.count(p.unsafeGetTensorImpl())) rest.emplace_back(n, p);
     }
-    if (!rest.empty()) units_.push_back(std::make_shared<detail::FlatUnit>("root", std::move(rest), state_));
+    if (!rest.empty()) units_.push_back(std::make_shared<verl::detail::fsdp::FlatUnit>("root", std::move(rest), state_));
     has_root_unit_ = !units_.empty() && units_.size() > units.size();
     for (const auto& [n, p] : all) names_.push_back(n);
     reset_stats();
@@ -531,7 +569,7 @@ class FullyShardedModule {
   [[nodiscard]] std::optional<std::size_t> root_unit() const noexcept {
     return has_root_unit_ ? std::optional<std::size_t>(units_.size() - 1) : std::nullopt;
   }
-  [[nodiscard]] const detail::FlatUnit& unit(std::size_t i) const { return *checked_unit(i); }
+  [[nodiscard]] const verl::detail::fsdp::FlatUnit& unit(std::size_t i) const { return *checked_unit(i); }
   [[nodiscard]] const std::shared_ptr<torch::nn::Module>& module() const noexcept { return root_; }
   //! Every parameter's name, in the root module's registration order (shared parameters once).
   [[nodiscard]] const std::vector<std::string>& parameter_names() const noexcept { return names_; }
@@ -547,7 +585,7 @@ class FullyShardedModule {
   //! the module and returns its outputs. Gradients reach the inputs that require them and, reduce-scattered,
   //! the unit's shard. Collective: every rank calls it for the same unit in the same order.
   //! \throws ConfigError for an index out of range, ShapeError for an undefined input.
-  [[nodiscard]] std::vector<at::Tensor> run(std::size_t i, detail::UnitForward fn, std::vector<at::Tensor> inputs) {
+  [[nodiscard]] std::vector<at::Tensor> run(std::size_t i, verl::detail::fsdp::UnitForward fn, std::vector<at::Tensor> inputs) {
     const auto& u = checked_unit(i);
     for (std::size_t j = 0; j < inputs.size(); ++j) {
       verl::detail::check<ShapeError>(inputs[j].defined(), "verl::dist::FullyShardedModule::run (", u->name(),
@@ -556,11 +594,11 @@ class FullyShardedModule {
     }
     const bool any_input_grad = std::any_of(inputs.begin(), inputs.end(), [](const at::Tensor& x) { return x.requires_grad(); });
     if (!c10::GradMode::is_enabled() || (!u->shard().requires_grad() && !any_input_grad)) {
-      detail::GatherLease lease(u);
+      verl::detail::fsdp::GatherLease lease(u);
       return fn(inputs);
     }
-    auto call = c10::make_intrusive<detail::UnitCall>(u, std::move(fn));
-    return detail::UnitFunction::apply(u->shard(), at::TensorList(inputs), std::move(call));
+    auto call = c10::make_intrusive<verl::detail::fsdp::UnitCall>(u, std::move(fn));
+    return verl::detail::fsdp::UnitFunction::apply(u->shard(), at::TensorList(inputs), std::move(call));
   }
 
   //! run() for a unit with one input and one output.
@@ -609,7 +647,7 @@ class FullyShardedModule {
     std::map<std::string, at::Tensor> values;
     at::NoGradGuard no_grad;
     for (const auto& u : units_) {
-      detail::GatherLease lease(u);
+      verl::detail::fsdp::GatherLease lease(u);
       for (const auto& s : u->slots()) values[s.name] = s.param.detach().clone();
     }
     std::vector<std::pair<std::string, at::Tensor>> out;
@@ -670,12 +708,12 @@ class FullyShardedModule {
   //! e.g. to save the model through verl::models. Writes to them are discarded when it ends. Collective.
   class FullParameters {
    public:
-    explicit FullParameters(const std::vector<std::shared_ptr<detail::FlatUnit>>& units) {
+    explicit FullParameters(const std::vector<std::shared_ptr<verl::detail::fsdp::FlatUnit>>& units) {
       for (const auto& u : units) leases_.emplace_back(u);
     }
 
    private:
-    std::vector<detail::GatherLease> leases_;
+    std::vector<verl::detail::fsdp::GatherLease> leases_;
   };
   [[nodiscard]] std::unique_ptr<FullParameters> gather_full_parameters() {
     return std::make_unique<FullParameters>(units_);
@@ -699,15 +737,15 @@ class FullyShardedModule {
   }
 
  private:
-  [[nodiscard]] const std::shared_ptr<detail::FlatUnit>& checked_unit(std::size_t i) const {
+  [[nodiscard]] const std::shared_ptr<verl::detail::fsdp::FlatUnit>& checked_unit(std::size_t i) const {
     verl::detail::check<ConfigError>(i < units_.size(), "verl::dist::FullyShardedModule: unit ", i,
                                      " does not exist, expected an index below ", units_.size());
     return units_[i];
   }
 
   std::shared_ptr<torch::nn::Module> root_;
-  std::shared_ptr<detail::ShardingState> state_;
-  std::vector<std::shared_ptr<detail::FlatUnit>> units_;
+  std::shared_ptr<verl::detail::fsdp::ShardingState> state_;
+  std::vector<std::shared_ptr<verl::detail::fsdp::FlatUnit>> units_;
   std::vector<std::string> names_;
   bool has_root_unit_ = false;
 };
