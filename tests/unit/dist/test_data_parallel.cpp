@@ -417,7 +417,7 @@ void check_ppo_update(Gloo& world) {
     ctx_single.step = 1;
     verl::trainer::update_policy(single, opt_single, verl::losses::VanillaPPO{}, single_batch, schedule, settings,
                                  ctx_single);
-    auto mine = tiny_actor(100 + static_cast<std::uint64_t>(r));  // made equal by the broadcast
+    auto mine = tiny_actor(r == 0 ? 9 : 100 + static_cast<std::uint64_t>(r));  // rank 0's, after the broadcast
     auto dp_schedule = schedule;
     dp_schedule.ppo_mini_batch_size = per_mini;
     dp_schedule.data_parallel = verl::dist::make_data_parallel(world, mine.parameters());
