@@ -218,11 +218,13 @@ using OfflineValidateFn = std::function<std::map<std::string, double>(std::int64
 //! The fit loop of the offline trainers (see the file comment). `make_provider(resume_state)` builds the
 //! data source from null (fresh start) or the saved provider state; `train_step(provider)` runs one optimizer
 //! step (advancing `global_step`) and returns its metrics, or nullopt when the data ran out.
+//! `write_checkpoints` false (data-parallel ranks other than 0, whose replicas equal rank 0's): this rank
+//! resumes from checkpoints like the others but never writes or deletes one.
 template <class Policy, class MakeProvider, class StepFn>
 OfflineFitResult run_offline_fit(std::string_view owner, Policy& policy, OfflineOptimizer& optimizer,
                                  std::int64_t& global_step, MakeProvider&& make_provider, StepFn&& train_step,
                                  MetricsRegistry& registry, const OfflineFitOptions& fo,
-                                 const OfflineValidateFn& validate) {
+                                 const OfflineValidateFn& validate, bool write_checkpoints = true) {
   verl::detail::check<ConfigError>(fo.total_training_steps >= 1, owner, "::fit: total_training_steps is ",
                                    fo.total_training_steps, ", expected >= 1");
   verl::detail::check<ConfigError>(!(fo.save_freq > 0 && fo.checkpoint_dir.empty()), owner, "::fit: save_freq is ",
@@ -243,7 +245,7 @@ OfflineFitResult run_offline_fit(std::string_view owner, Policy& policy, Offline
   co.report = fo.report;
   std::optional<CheckpointManager> manager;
   CheckpointContents parts;
-  if (fo.save_freq > 0) {
+  if (fo.save_freq > 0 && write_checkpoints) {
     manager.emplace(fo.checkpoint_dir, co);
     add_policy_parts(owner, policy, optimizer, parts, true);
     parts.scheduler("actor", optimizer.scheduler());

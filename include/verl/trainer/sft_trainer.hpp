@@ -37,6 +37,17 @@
 //!           return trainer.validate(val);
 //!         });
 //!
+//! Data parallel (issue 7): give the trainer a verl::dist::GradientSynchronizer (a DataParallel over the
+//! policy's parameters, made before the trainer) and run the same program on every rank with the same global
+//! batches. Each rank takes rows rank, rank + N, rank + 2N, ... of the global batch (verl's DistributedSampler
+//! interleaving; the global batch size must be divisible by N, as verl asserts), divides its summed NLL by the
+//! token count of the GLOBAL batch times dp_size (verl's sft_loss), accumulates its micro-batches without
+//! communication (no_sync) and all-reduces once; the mean over ranks is then the gradient of the global
+//! token mean, so N ranks train as one process on the global batch. train/loss is all-reduced (the global
+//! loss); train/grad_norm is computed on the synchronised gradients (identical on every rank). Checkpoints
+//! are written by rank 0 only (every rank resumes from them); validation runs on every rank over the whole
+//! validation batch (not sharded).
+//!
 //! Validation (verl 0.7.1 sft_trainer.py): val/loss is the mean over the validation batches of each batch's
 //! loss (the token mean over that batch's targets); verl's validation loader has batches of
 //! data.train_batch_size, unshuffled, drop_last (sft_val_provider_options_from builds that provider).
@@ -44,8 +55,11 @@
 #include "verl/concepts/reference_model.hpp"
 #include "verl/data/data_provider.hpp"
 #include "verl/data/preference_dataset.hpp"
+#include "verl/dist/data_parallel.hpp"
 #include "verl/trainer/offline_common.hpp"
 
+#include <ATen/ops/arange.h>
+#include <ATen/ops/scalar_tensor.h>
 #include <c10/core/GradMode.h>
 #include <nlohmann/json.hpp>
 
@@ -53,6 +67,7 @@
 #include <concepts>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -102,36 +117,56 @@ class SFTTrainer {
                 "tensors AdamW updates)");
 
  public:
-  SFTTrainer(Policy policy, SFTOptions options)
+  //! `data_parallel` (optional): the gradient synchroniser over policy.parameters() (e.g.
+  //! verl::dist::make_data_parallel(world, policy.parameters())); null trains on this process alone.
+  SFTTrainer(Policy policy, SFTOptions options, std::shared_ptr<dist::GradientSynchronizer> data_parallel = nullptr)
       : policy_(std::move(policy)), options_(std::move(options)),
-        optimizer_((options_.validate(), policy_.parameters()), options_.training_arguments()) {}
+        optimizer_((options_.validate(), policy_.parameters()), options_.training_arguments()),
+        dp_(std::move(data_parallel)) {}
 
-  //! One optimizer step over `batch` (verl's train_batch).
-  std::map<std::string, double> step(const data::SFTBatch& batch) {
-    check_batch(batch);
-    const auto b = batch.input_ids.size(0);
-    const auto targets = target_mask(batch);  // (B,T-1)
-    const auto num_tokens = targets.ne(0).sum().template item<std::int64_t>();
+  //! One optimizer step over `batch` (verl's train_batch: the GLOBAL batch when data-parallel, the same on
+  //! every rank; this rank trains on its rows, see the file comment).
+  std::map<std::string, double> step(const data::SFTBatch& global_batch) {
+    check_batch(global_batch);
+    const auto targets_global = target_mask(global_batch);  // (B,T-1)
+    const auto num_tokens = targets_global.ne(0).sum().template item<std::int64_t>();
     verl::detail::check<InputError>(num_tokens > 0, "verl::trainer::SFTTrainer::step: the batch has no target token "
                                     "(loss_mask is 0 everywhere after position 0)");
+    // Data parallel: this rank's rows and verl's dp_size factor (mean over ranks = the global token mean).
+    const std::int64_t world = dp_ ? dp_->world_size() : 1;
+    const data::SFTBatch batch = world > 1 ? rank_rows(global_batch) : global_batch;
+    const double dp_factor = world > 1 && dp_->reduction() == dist::GradReduction::mean ? static_cast<double>(world) : 1.0;
+    const auto b = batch.input_ids.size(0);
+    const auto targets = world > 1 ? target_mask(batch) : targets_global;  // (b,T-1)
     const c10::AutoGradMode grad_on(true);
     optimizer_.zero_grad();
     double loss_sum = 0;
     const auto tb = scoring_batch(batch);
     for (std::int64_t begin = 0; begin < b; begin += options_.micro_batch_size_per_gpu) {
       const auto n = std::min(options_.micro_batch_size_per_gpu, b - begin);
+      const bool last_micro = begin + n >= b;
+      std::optional<dist::GradientSynchronizer::NoSync> accumulate_only;  // all but the last micro-batch
+      if (world > 1 && !last_micro) accumulate_only.emplace(*dp_);
       const auto logp = detail::token_log_probs(policy_, detail::rows_of(tb, begin, n));  // (n,T-1)
-      const auto loss = detail::masked_row_sum(logp, targets.narrow(0, begin, n)).sum().neg()
-                            .div(static_cast<double>(num_tokens));  // () share of the global token mean
+      auto loss = detail::masked_row_sum(logp, targets.narrow(0, begin, n)).sum().neg()
+                      .div(static_cast<double>(num_tokens));  // () share of the global token mean
+      if (dp_factor != 1.0) loss = loss.mul(dp_factor);       // () verl's sft_loss: * dp_size
       loss.backward();
       loss_sum += loss.template item<double>();
+    }
+    if (world > 1) {
+      dp_->finish();  // .grad = the gradient of the global loss on every rank
+      at::Tensor l = at::scalar_tensor(loss_sum, at::TensorOptions().dtype(at::kDouble));  // ()
+      dp_->all_reduce(l, dp_factor != 1.0 ? ReduceOp::avg : ReduceOp::sum);
+      loss_sum = l.template item<double>();
     }
     const auto step = optimizer_.step();
     ++global_step_;
     return {{"train/loss", loss_sum},
             {"train/grad_norm", step.grad_norm},
             {"train/lr", step.lr_next},
-            {"train/global_tokens", static_cast<double>(batch.attention_mask.ne(0).sum().template item<std::int64_t>())},
+            {"train/global_tokens",
+             static_cast<double>(global_batch.attention_mask.ne(0).sum().template item<std::int64_t>())},
             {"step", static_cast<double>(global_step_)}};
   }
 
@@ -151,7 +186,7 @@ class SFTTrainer {
           if (!b) return std::nullopt;
           return step(*b);
         },
-        registry, fo, validate);
+        registry, fo, validate, /*write_checkpoints=*/!dp_ || dp_->rank() == 0);
   }
 
   //! verl's validation: {"val/loss": the mean over `provider`'s batches (until it returns nullopt) of
@@ -202,6 +237,8 @@ class SFTTrainer {
   }
 
   [[nodiscard]] Policy& policy() { return policy_; }
+  //! The data-parallel synchroniser (null when training on one process).
+  [[nodiscard]] const std::shared_ptr<dist::GradientSynchronizer>& data_parallel() const { return dp_; }
   [[nodiscard]] OfflineOptimizer& optimizer() { return optimizer_; }
   [[nodiscard]] const SFTOptions& options() const { return options_; }
   [[nodiscard]] std::int64_t global_step() const { return global_step_; }
@@ -216,6 +253,24 @@ class SFTTrainer {
                                     "loss_mask of the same shape, got input_ids ",
                                     batch.input_ids.defined() ? batch.input_ids.sizes() : at::IntArrayRef{},
                                     " and loss_mask ", batch.loss_mask.defined() ? batch.loss_mask.sizes() : at::IntArrayRef{});
+  }
+
+  //! This rank's rows of the global batch: rank, rank + N, ... (torch's DistributedSampler interleaving).
+  [[nodiscard]] data::SFTBatch rank_rows(const data::SFTBatch& global) const {
+    const std::int64_t world = dp_->world_size();
+    const auto rows = global.input_ids.size(0);
+    verl::detail::check<ConfigError>(rows % world == 0, "verl::trainer::SFTTrainer::step: the global batch has ",
+                                     rows, " rows, expected a multiple of the data-parallel size ", world,
+                                     " (verl asserts train_batch_size % dp_size == 0)");
+    const auto idx = at::arange(dp_->rank(), rows, world, at::TensorOptions().dtype(at::kLong));  // (rows/N)
+    data::SFTBatch local;
+    local.input_ids = global.input_ids.index_select(0, idx);
+    local.attention_mask = global.attention_mask.index_select(0, idx);
+    local.position_ids = global.position_ids.index_select(0, idx);
+    local.loss_mask = global.loss_mask.index_select(0, idx);
+    for (std::int64_t i = dp_->rank(); i < rows && static_cast<std::size_t>(i) < global.indices.size(); i += world)
+      local.indices.push_back(global.indices[static_cast<std::size_t>(i)]);
+    return local;
   }
 
   //! The loss mask aligned with the scored positions 1..T-1, and only where attended.
@@ -233,6 +288,7 @@ class SFTTrainer {
   Policy policy_;
   SFTOptions options_;
   OfflineOptimizer optimizer_;
+  std::shared_ptr<dist::GradientSynchronizer> dp_;
   std::int64_t global_step_ = 0;
 };
 
