@@ -15,6 +15,17 @@
 //! type derived from the algorithm (a critic's stages exist iff the estimator reads values), checked at
 //! compile time; `default_pipeline()` returns it for editing (a custom reward or filter stage) and
 //! `step(pipeline, prompts)` runs an edited one.
+//!
+//! Data parallel (issue 7): set PPOOptions::actor_data_parallel (and critic_data_parallel with a critic) to a
+//! verl::dist::DataParallel over the model's parameters and run the same program on every rank with the same
+//! prompt batches. Each rank takes its contiguous chunk of the prompts (verl dispatches DataProto chunks; the
+//! n samples of a prompt stay on one rank, so GRPO's groups are whole), generates with the same sampling seed
+//! the single process would use for that step, and updates with per-rank mini-batches of
+//! ppo_mini_batch_size * n / dp_size sequences whose gradients are averaged with verl's global normalisers
+//! (ppo_update.hpp). With a seeded rollout the weights then equal a single process's on the whole batch.
+//! actor/pg_loss, actor/kl_loss, critic/vf_loss and the grad norms are global; the other metrics (rewards,
+//! response lengths, advantages, clip fractions, the adaptive KL controller's KL) are this rank's. Checkpoints
+//! are written by rank 0 only.
 
 #include "verl/algos/algorithm.hpp"
 #include "verl/algos/kl.hpp"
@@ -104,6 +115,11 @@ struct PPOOptions {
   bool norm_adv_by_std_in_grpo = true;        //!< algorithm.norm_adv_by_std_in_grpo
   core_algos::KLControlConfig kl_ctrl;        //!< algorithm.kl_ctrl (algorithms with kl_in_reward)
 
+  //! Data parallel: synchronisers over the actor's and the critic's parameters (null: one process; see the
+  //! file comment), e.g. verl::dist::make_data_parallel(world, actor.parameters()).
+  std::shared_ptr<dist::GradientSynchronizer> actor_data_parallel{};
+  std::shared_ptr<dist::GradientSynchronizer> critic_data_parallel{};
+
   std::uint64_t seed = 0;                     //!< shuffling seed
   std::int64_t total_training_steps = 1;      //!< trainer.total_training_steps (the LR schedules' length)
   //! Console bars on each rollout (finished responses) and update (optimizer steps): on a terminal only by
@@ -149,10 +165,19 @@ trainer::ActorLossSettings actor_loss_settings(const PPOOptions& o) {
 
 inline trainer::UpdateSchedule schedule_of(std::int64_t mini_prompts, std::int64_t n, std::int64_t micro,
                                            bool dynamic, std::int64_t max_tokens, std::int64_t epochs, bool shuffle,
-                                           std::uint64_t seed, double grad_clip, ProgressBarOptions::Show bar) {
+                                           std::uint64_t seed, double grad_clip, ProgressBarOptions::Show bar,
+                                           std::shared_ptr<dist::GradientSynchronizer> data_parallel = nullptr) {
   trainer::UpdateSchedule s;
   s.progress_bar.show = bar;
   s.ppo_mini_batch_size = mini_prompts * n;
+  if (data_parallel && data_parallel->world_size() > 1) {  // verl: ppo_mini_batch_size * n // dp_size per rank
+    const std::int64_t world = data_parallel->world_size();
+    verl::detail::check<ConfigError>(s.ppo_mini_batch_size % world == 0, "verl::trainer::PPOTrainer: the mini-batch "
+                                     "of ", mini_prompts, " prompts x ", n, " samples is not divisible by the "
+                                     "data-parallel size ", world, ", expected a multiple (verl asserts it too)");
+    s.ppo_mini_batch_size /= world;
+  }
+  s.data_parallel = std::move(data_parallel);
   s.micro_batch_size = micro;
   s.use_dynamic_bsz = dynamic;
   s.max_token_len = max_tokens;
@@ -256,14 +281,14 @@ auto make_rl_pipeline(const PipelineModels<Actor, Critic, Reference>& m, stages:
           m.critic, m.critic_optimizer,
           detail::schedule_of(o.critic_mini_batch_size, n, o.critic_micro_batch_size, o.use_dynamic_bsz,
                               o.ppo_max_token_len, o.critic_epochs, o.shuffle, o.seed + 17, o.critic_grad_clip,
-                              o.progress_bars),
+                              o.progress_bars, o.critic_data_parallel),
           o.cliprange_value, settings.loss_agg_mode});
     else return std::tuple<>();
   }();
   auto actor_update = std::tuple(stages::UpdateActor<Actor, typename Algorithm::loss, Algorithm::kl_as_loss>{
       m.actor, m.actor_optimizer, typename Algorithm::loss{},
       detail::schedule_of(o.ppo_mini_batch_size, n, o.ppo_micro_batch_size, o.use_dynamic_bsz, o.ppo_max_token_len,
-                          o.ppo_epochs, o.shuffle, o.seed, o.grad_clip, o.progress_bars),
+                          o.ppo_epochs, o.shuffle, o.seed, o.grad_clip, o.progress_bars, o.actor_data_parallel),
       settings, o.critic_warmup});
   return verl::detail::make_pipeline_from_tuple<stages::prompt_fields>(
       std::tuple_cat(std::move(head), std::move(baseline), std::move(score), std::move(ref), std::move(values),
@@ -321,7 +346,7 @@ class PPOTrainer {
     ctx.step = ++global_step_;
     const double actor_lr = actor_scheduler_.last_lr(), critic_lr = critic_scheduler_ ? critic_scheduler_->last_lr() : 0;
     const auto start = std::chrono::steady_clock::now();
-    auto out = pipeline.run(prompts, ctx);
+    auto out = run_on_this_rank(pipeline, prompts, ctx);
     last_batch_size_ = out.size();
     const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
     ctx.record("timing_s/step", seconds.count());
@@ -401,7 +426,8 @@ class PPOTrainer {
       if (validate && fo.test_freq > 0 && (last || global_step_ % fo.test_freq == 0)) {
         for (const auto& [k, v] : validate(global_step_)) metrics[k] = v;
       }
-      if (manager && fo.save_freq > 0 && (last || global_step_ % fo.save_freq == 0)) {
+      const bool writer = !options_.actor_data_parallel || options_.actor_data_parallel->rank() == 0;
+      if (manager && writer && fo.save_freq > 0 && (last || global_step_ % fo.save_freq == 0)) {
         const auto t0 = std::chrono::steady_clock::now();
         manager->save(global_step_, parts);
         metrics["timing_s/save_checkpoint"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -458,6 +484,29 @@ class PPOTrainer {
   void set_global_step(std::int64_t step) { global_step_ = step; }
 
  private:
+  //! The pipeline on the prompts (one process) or on this rank's contiguous chunk of them (data parallel),
+  //! generating with the seed and uid offset the single process would use for this step.
+  template <class Input, class... Stages>
+  auto run_on_this_rank(Pipeline<Input, Stages...>& pipeline, const PromptBatch& prompts, StepContext& ctx) {
+    auto* dp = options_.actor_data_parallel.get();
+    if (dp == nullptr || dp->world_size() <= 1) return pipeline.run(prompts, ctx);
+    const std::int64_t world = dp->world_size(), b = prompts.size();
+    verl::detail::check<ConfigError>(b % world == 0, "verl::trainer::PPOTrainer::step: the batch has ", b,
+                                     " prompts, expected a multiple of the data-parallel size ", world,
+                                     " (verl asserts train_batch_size % dp_size == 0)");
+    const auto local = prompts.slice(dp->rank() * (b / world), (dp->rank() + 1) * (b / world));
+    constexpr bool has_generate = (std::is_same_v<Stages, stages::Generate<Actor>> || ...);
+    if constexpr (has_generate) {
+      auto& gen = std::get<stages::Generate<Actor>>(pipeline.stages());
+      const std::int64_t uid_start = gen.next_uid;  // the call's seed is params.seed + next_uid, as one process
+      auto out = pipeline.run(local, ctx);
+      gen.next_uid = uid_start + b;  // every rank advances by the whole batch, as the single process does
+      return out;
+    } else {
+      return pipeline.run(local, ctx);
+    }
+  }
+
   static void record_and_commit(MetricsRegistry& registry, std::int64_t step, const std::map<std::string, double>& m) {
     for (const auto& [k, v] : m) registry.record(k, v);
     registry.commit(step);

@@ -17,6 +17,15 @@
 //!
 //! The optimizer step clips the global gradient norm at `grad_clip` and is skipped (gradients dropped) when
 //! the norm is not finite, as verl's `_optimizer_step`.
+//!
+//! Data parallel (issue 7): with UpdateSchedule::data_parallel set (a verl::dist::DataParallel over the
+//! model's parameters), each rank passes ITS chunk of the batch (verl dispatches contiguous chunks,
+//! DataProto.chunk) and a per-rank ppo_mini_batch_size (verl divides it by the dp size). Each mini-batch's
+//! normalisers are all-reduced into the global ones with the real dp_size (verl 0.7.1's global_batch_info:
+//! loss = dp_size * local sum / global count, gradients averaged), micro-batches accumulate under no_sync()
+//! except the last, and the gradients are synchronised once per mini-batch before the clipped step. Every
+//! rank must hold the same number of mini-batches. actor/pg_loss, actor/kl_loss and critic/vf_loss are
+//! all-reduced (the global losses); the per-micro-batch metrics stay this rank's.
 
 #include "verl/algos/kl.hpp"
 #include "verl/algos/loss_agg.hpp"
@@ -27,10 +36,12 @@
 #include "verl/core/batch.hpp"
 #include "verl/core/fields.hpp"
 #include "verl/core/partition.hpp"
+#include "verl/dist/data_parallel.hpp"
 #include "verl/pipeline/stage.hpp"
 #include "verl/trainer/progress_bar.hpp"
 
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/tensor.h>
 #include <c10/core/GradMode.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -39,6 +50,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +70,9 @@ struct UpdateSchedule {
   //! A console bar over the optimizer steps of one update (epochs x mini-batches); its desc and total are
   //! filled in. Off by default; the trainer shows it on a terminal.
   ProgressBarOptions progress_bar{.show = ProgressBarOptions::Show::never};
+  //! Data parallel: the synchroniser over the updated model's parameters (null: this process alone; see the
+  //! file comment for what each rank passes).
+  std::shared_ptr<dist::GradientSynchronizer> data_parallel{};
 
   //! Throws verl::ConfigError naming the first field out of range.
   void validate() const {
@@ -142,6 +158,32 @@ inline GlobalBatchInfo global_batch_info_of(const at::Tensor& response_mask) {
   return info;
 }
 
+namespace detail {
+//! The synchroniser of `schedule` when it spans more than one rank, else null.
+inline dist::GradientSynchronizer* distributed(const UpdateSchedule& schedule) {
+  auto* dp = schedule.data_parallel.get();
+  return dp != nullptr && dp->world_size() > 1 ? dp : nullptr;
+}
+
+//! This rank's mini-batch normalisers made global: the token and non-empty-sequence counts summed over the
+//! ranks, and dp_size the group size when the gradients are averaged (verl's agg_loss scaling; 1 for sum).
+inline void globalise(GlobalBatchInfo& info, dist::GradientSynchronizer& dp) {
+  at::Tensor counts = at::tensor({*info.batch_num_tokens, *info.global_batch_size}, at::kDouble);  // (2,)
+  dp.all_reduce(counts, ReduceOp::sum);
+  info.batch_num_tokens = counts[0].template item<double>();
+  info.global_batch_size = counts[1].template item<double>();
+  info.dp_size = dp.reduction() == dist::GradReduction::mean ? dp.world_size() : 1;
+}
+
+//! The losses summed over the ranks' dp-scaled shares: their mean (sum when not dp-scaled) is the global value.
+inline void reduce_losses(std::vector<double*> values, dist::GradientSynchronizer& dp) {
+  at::Tensor t = at::empty({static_cast<std::int64_t>(values.size())}, at::TensorOptions().dtype(at::kDouble));
+  for (std::size_t i = 0; i < values.size(); ++i) t.data_ptr<double>()[i] = *values[i];
+  dp.all_reduce(t, dp.reduction() == dist::GradReduction::mean ? ReduceOp::avg : ReduceOp::sum);
+  for (std::size_t i = 0; i < values.size(); ++i) *values[i] = t.data_ptr<double>()[i];
+}
+}  // namespace detail
+
 //! Clips the gradient norm and steps the optimizer, or drops the gradients when the norm is not finite
 //! (verl's `_optimizer_step`). Returns the norm before clipping.
 inline double clip_and_step(torch::optim::Optimizer& optimizer, const std::vector<at::Tensor>& parameters,
@@ -195,6 +237,7 @@ void update_policy(Actor& actor, torch::optim::Optimizer& optimizer, const Loss&
   const std::int64_t num_mini = (batch.size() + schedule.ppo_mini_batch_size - 1) / schedule.ppo_mini_batch_size;
   const bool on_policy = num_mini == 1 && schedule.ppo_epochs == 1;
   const bool want_entropy = settings.calculate_entropy || settings.entropy_coeff != 0;
+  dist::GradientSynchronizer* const dp = detail::distributed(schedule);
   optimizer.zero_grad();
   ProgressBar bar(detail::update_bar_options(schedule, "update_actor", num_mini));
   double pg_loss_total = 0, kl_loss_total = 0;
@@ -204,9 +247,14 @@ void update_policy(Actor& actor, torch::optim::Optimizer& optimizer, const Loss&
                                          static_cast<std::uint64_t>(epoch))
                          : batch;
     for (auto mini : epoch_batch.split(schedule.ppo_mini_batch_size)) {
-      const auto info = global_batch_info_of(mini.template get<fields::response_mask>());
+      auto info = global_batch_info_of(mini.template get<fields::response_mask>());
+      if (dp) detail::globalise(info, *dp);
       double pg_loss_sum = 0, kl_loss_sum = 0;
-      for (const auto& micro : micro_batches_of(mini, schedule)) {
+      const auto micros = micro_batches_of(mini, schedule);
+      for (std::size_t k = 0; k < micros.size(); ++k) {
+        const auto& micro = micros[k];
+        std::optional<dist::GradientSynchronizer::NoSync> local_only;  // all but the last micro-batch
+        if (dp && k + 1 < micros.size()) local_only.emplace(*dp);
         const auto& mask = micro.template get<fields::response_mask>();  // (b,R)
         const auto out = actor.log_probs(token_batch_of(micro), LogProbOptions{settings.temperature, want_entropy});
         const at::Tensor& log_prob = out.log_probs;                       // (b,R), carries the gradient
@@ -248,6 +296,7 @@ void update_policy(Actor& actor, torch::optim::Optimizer& optimizer, const Loss&
         }
         total.backward();
       }
+      if (dp) dp->finish();  // .grad = the gradient of the global mini-batch loss, on every rank
       pg_loss_total += pg_loss_sum;
       kl_loss_total += kl_loss_sum;
       ctx.record("actor/grad_norm", clip_and_step(optimizer, parameters, schedule.grad_clip));
@@ -255,6 +304,7 @@ void update_policy(Actor& actor, torch::optim::Optimizer& optimizer, const Loss&
       bar.advance();
     }
   }
+  if (dp) detail::reduce_losses({&pg_loss_total, &kl_loss_total}, *dp);
   ctx.record("actor/pg_loss", pg_loss_total);
   if (settings.use_kl_loss) ctx.record("actor/kl_loss", kl_loss_total);
 }
@@ -273,6 +323,7 @@ void update_critic(Critic& critic, torch::optim::Optimizer& optimizer, const B& 
   schedule.validate();
   const c10::AutoGradMode grad_on(true);
   const auto parameters = critic.parameters();
+  dist::GradientSynchronizer* const dp = detail::distributed(schedule);
   optimizer.zero_grad();
   const std::int64_t num_mini = (batch.size() + schedule.ppo_mini_batch_size - 1) / schedule.ppo_mini_batch_size;
   ProgressBar bar(detail::update_bar_options(schedule, "update_critic", num_mini));
@@ -283,9 +334,14 @@ void update_critic(Critic& critic, torch::optim::Optimizer& optimizer, const B& 
                                          static_cast<std::uint64_t>(epoch) + 7)
                          : batch;
     for (auto mini : epoch_batch.split(schedule.ppo_mini_batch_size)) {
-      const auto info = global_batch_info_of(mini.template get<fields::response_mask>());
+      auto info = global_batch_info_of(mini.template get<fields::response_mask>());
+      if (dp) detail::globalise(info, *dp);
       double vf_loss_sum = 0;
-      for (const auto& micro : micro_batches_of(mini, schedule)) {
+      const auto micros = micro_batches_of(mini, schedule);
+      for (std::size_t k = 0; k < micros.size(); ++k) {
+        const auto& micro = micros[k];
+        std::optional<dist::GradientSynchronizer::NoSync> local_only;  // all but the last micro-batch
+        if (dp && k + 1 < micros.size()) local_only.emplace(*dp);
         const auto& mask = micro.template get<fields::response_mask>();  // (b,R)
         const at::Tensor vpreds = critic.values(token_batch_of(micro));  // (b,R)
         const auto vl = core_algos::compute_value_loss(vpreds, micro.template get<fields::returns>(),
@@ -296,12 +352,14 @@ void update_critic(Critic& critic, torch::optim::Optimizer& optimizer, const B& 
         ctx.record("critic/vf_clipfrac", vl.vf_clipfrac.template item<double>());
         ctx.record("critic/vpred_mean", functional::masked_mean(vpreds.detach(), mask).template item<double>());
       }
+      if (dp) dp->finish();
       vf_loss_total += vf_loss_sum;
       ctx.record("critic/grad_norm", clip_and_step(optimizer, parameters, schedule.grad_clip));
       bar.set_postfix(MetricMap{{"vf_loss", vf_loss_sum}});
       bar.advance();
     }
   }
+  if (dp) detail::reduce_losses({&vf_loss_total}, *dp);
   ctx.record("critic/vf_loss", vf_loss_total);
 }
 
