@@ -566,7 +566,7 @@ struct VocabParallelLogProbsFunction : torch::autograd::Function<VocabParallelLo
     const auto start = static_cast<std::int64_t>(g.rank()) * width;
     const auto z = logits.to(acc);                                           // (N,Vl)
     auto m = std::get<0>(z.max(1));                                          // (N,) local max
-    g.all_reduce(m, ReduceOp::max);                                          // (N,) global max
+    if (g.size() > 1) g.all_reduce(m, ReduceOp::max);                        // (N,) global max
     const auto zs = z - m.unsqueeze(1);                                      // (N,Vl) <= 0
     const auto e = zs.exp();                                                 // (N,Vl)
     const auto inside = targets.ge(start).logical_and(targets.lt(start + width));  // (N,)
@@ -575,7 +575,7 @@ struct VocabParallelLogProbsFunction : torch::autograd::Function<VocabParallelLo
     std::vector<at::Tensor> rows{e.sum(1), picked};
     if (entropy) rows.push_back((e * zs).sum(1));
     auto stats = at::stack(rows);                                            // (2 or 3,N)
-    g.all_reduce(stats, ReduceOp::sum);
+    if (g.size() > 1) g.all_reduce(stats, ReduceOp::sum);
     const auto log_sum = stats[0].log();                                     // (N,) log sum exp(z - m)
     auto log_probs = stats[1] - log_sum;                                     // (N,)
     at::Tensor mean_zs, ent;
