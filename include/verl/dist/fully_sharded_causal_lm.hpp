@@ -1,11 +1,12 @@
 #pragma once
 //! \file
 //! verl::dist::FullyShardedCausalLM<Comm>: a verl::models::CausalLM under FullyShardedModule, wrapped as torch's
-//! FSDP auto-wrap policy wraps a transformers model: one unit per decoder layer and the root unit for the rest
-//! (embed_tokens, the final norm, lm_head; with tied embeddings the one matrix serves both ends). Its forward
-//! is the model's own (TransformerModel::forward without a KV cache, then the LM head) with each block called
-//! through FullyShardedModule::run: the root unit is gathered for the embedding and again for the norm and
-//! head, each decoder layer once (and once more in backward, with reshard_after_forward).
+//! FSDP auto-wrap policy wraps a transformers model: one unit per decoder layer, one for `embed_tokens` when the
+//! head is untied, and the root unit for the rest (the final norm and lm_head; with tied embeddings also the
+//! embedding, the one matrix serving both ends). Its forward is the model's own (TransformerModel::forward
+//! without a KV cache, then the LM head) with each block called through FullyShardedModule::run, so every unit
+//! is gathered once per forward (and once more in backward, with reshard_after_forward); with tied embeddings
+//! the root is gathered for the embedding and again for the head.
 //!
 //! log_probs() computes what verl::models::Actor::log_probs computes (verl's dp_actor: chunked
 //! log-softmax of lm_head(hidden) at the response tokens, optional entropy), so the wrapper models
@@ -123,14 +124,20 @@ class FullyShardedCausalLM {
   }
 
  private:
+  //! The units before the root: the decoder layers, then embed_tokens unless it is tied to the head.
   static std::vector<std::shared_ptr<torch::nn::Module>> layer_modules(const models::CausalLM& lm) {
     verl::detail::check<ConfigError>(!lm.is_empty(), "verl::dist::FullyShardedCausalLM: the model is null");
     std::vector<std::shared_ptr<torch::nn::Module>> out;
     for (const auto& layer : lm->model->decoder_layers()) out.push_back(layer.ptr());
+    if (!lm->config().tie_word_embeddings) out.push_back(lm->model->embed_tokens.ptr());
     return out;
   }
 
   [[nodiscard]] std::size_t root() const { return *fsdp_.root_unit(); }
+  //! The unit holding embed_tokens: its own (untied), or the root (tied to lm_head).
+  [[nodiscard]] std::size_t embedding_unit() const {
+    return lm_->config().tie_word_embeddings ? root() : lm_->model->decoder_layers().size();
+  }
 
   //! The embedding and every decoder layer (TransformerModel::forward without a cache): (B,T,hidden) before
   //! the final norm.
@@ -143,7 +150,7 @@ class FullyShardedCausalLM {
                           ? attention_mask
                           : at::ones({b, t}, at::TensorOptions().dtype(at::kLong).device(input_ids.device()));  // (B,T)
     auto embed = lm_->model->embed_tokens;
-    auto hidden = fsdp_.run(root(), [embed](const at::Tensor& ids) mutable { return embed(ids); }, input_ids);  // (B,T,hidden)
+    auto hidden = fsdp_.run(embedding_unit(), [embed](const at::Tensor& ids) mutable { return embed(ids); }, input_ids);  // (B,T,hidden)
     const auto [cos, sin] = models::rope_cos_sin(config, position_ids, hidden.scalar_type());             // (B,T,D)
     std::map<std::int64_t, at::Tensor> masks;  // one (B,1,T,T) mask per distinct window; undefined = causal
     const bool plain_causal = !attention_mask.defined() || mask.all().item<bool>();

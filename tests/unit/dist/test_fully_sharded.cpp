@@ -232,21 +232,27 @@ void check_causal_lm(Comm comm, verl::dist::FullyShardedOptions options, bool of
   verl::dist::FullyShardedCausalLM fsdp(lm, comm, options);
   auto& sharded = fsdp.sharded();
   const std::int64_t layers = tiny_config().num_hidden_layers;
-  REQUIRE(sharded.unit_count() == static_cast<std::size_t>(layers + 1));
-  REQUIRE(sharded.root_unit() == std::optional<std::size_t>(static_cast<std::size_t>(layers)));
+  // Units: the 2 layers, embed_tokens (untied head), the root (final norm + lm_head).
+  const auto units = static_cast<std::size_t>(layers + 2);
+  REQUIRE(sharded.unit_count() == units);
+  REQUIRE(sharded.root_unit() == std::optional<std::size_t>(units - 1));
+  const std::vector<std::int64_t> numels{5470, 5470, 64 * 32, 64 * 32 + 32};
   bool padded = false;
-  for (std::size_t i = 0; i < sharded.unit_count(); ++i) {
+  std::int64_t all_padded = 0, max_padded = 0, all_numel = 0;  // elements over all units
+  for (std::size_t i = 0; i < units; ++i) {
     const auto& u = sharded.unit(i);
     INFO(u.name());
-    CHECK(u.numel() == (i < static_cast<std::size_t>(layers) ? 5470 : 64 * 32 * 2 + 32));
+    CHECK(u.numel() == numels[i]);
     CHECK(u.padded_numel() % n == 0);
     CHECK(u.padded_numel() - u.numel() < n);
     CHECK(u.shard_numel() == u.padded_numel() / n);
     CHECK(u.shard().numel() == u.shard_numel());
     padded = padded || u.padded_numel() != u.numel();
+    all_padded += u.padded_numel();
+    max_padded = std::max(max_padded, u.padded_numel());
+    all_numel += u.numel();
   }
   CHECK(padded == (n == 4));
-  const std::int64_t pl = sharded.unit(0).padded_numel(), pr = sharded.unit(static_cast<std::size_t>(layers)).padded_numel();
 
   // The full state dict after construction is rank 0's (= the reference's) initial model, exactly.
   CHECK(bitwise_equal(fsdp.full_state_dict(), ref.initial));
@@ -277,23 +283,20 @@ void check_causal_lm(Comm comm, verl::dist::FullyShardedOptions options, bool of
     opt.step();
     opt.zero_grad();
 
-    // Counters of this step: the root is gathered for the embedding and for the head, each layer once; in
-    // backward all of them again unless reshard_after_forward is off (then the root's first gather is kept).
+    // Counters of this step: every unit is gathered once in forward and, unless reshard_after_forward is off,
+    // once more in backward; its gradient is reduce-scattered once. float64: 8 bytes per element.
     const auto s = sharded.stats();
-    const std::int64_t fwd_gathers = options.reshard_after_forward ? layers + 2 : layers + 1;
-    const std::int64_t fwd_bytes = (options.reshard_after_forward ? layers * pl + 2 * pr : layers * pl + pr) * 8;
-    const std::int64_t bwd_gathers = options.reshard_after_forward ? layers + 2 : 0;
-    const std::int64_t bwd_bytes = options.reshard_after_forward ? (layers * pl + 2 * pr) * 8 : 0;
-    CHECK(s.all_gather_calls == fwd_gathers + bwd_gathers);
-    CHECK(s.all_gather_bytes == fwd_bytes + bwd_bytes);
+    const std::int64_t passes = options.reshard_after_forward ? 2 : 1;
+    CHECK(s.all_gather_calls == passes * layers + passes * 2);
+    CHECK(s.all_gather_bytes == passes * all_padded * 8);
     CHECK(s.reduce_scatter_calls == layers + 2);
-    CHECK(s.reduce_scatter_bytes == (layers * pl + 2 * pr) * 8);
+    CHECK(s.reduce_scatter_bytes == all_padded * 8);
     CHECK(s.all_reduce_calls == 1);
     CHECK(s.ring_bytes_sent == (n - 1) * (s.all_gather_bytes + s.reduce_scatter_bytes) / n + 2 * (n - 1) * 8 / n);
     CHECK(s.gathered_bytes == 0);
-    CHECK(s.peak_gathered_bytes == (options.reshard_after_forward ? std::max(pl, pr) : layers * pl + pr) * 8);
-    CHECK(s.full_parameter_bytes == (layers * 5470 + pr) * 8);
-    CHECK(s.sharded_parameter_bytes == (layers * pl + pr) / n * 8);
+    CHECK(s.peak_gathered_bytes == (options.reshard_after_forward ? max_padded : all_padded) * 8);
+    CHECK(s.full_parameter_bytes == all_numel * 8);
+    CHECK(s.sharded_parameter_bytes == all_padded / n * 8);
     if (options.reshard_after_forward && n == 2) CHECK(s.peak_parameter_bytes() < s.full_parameter_bytes);
 
     // Between steps: the flat buffers hold no memory, reading a parameter is an error naming it, the shards
@@ -431,7 +434,7 @@ TEST_CASE("FSDP: log_probs equal the logits' log-softmax; misuse is named", "[di
   // Outside a gather a parameter owns no memory: reading it is an error naming its unit, not freed memory.
   CHECK_THROWS_WITH(lm->model->norm->weight.sum(),
                     Catch::Matchers::Contains("verl::dist::FullyShardedModule: a parameter of unit `root` "
-                                              "(model.embed_tokens.weight, ...) was read while the unit is sharded"));
+                                              "(model.norm.weight, ...) was read while the unit is sharded"));
   CHECK_THROWS_WITH(lm->forward(b.ids, b.mask, b.pos), Catch::Matchers::Contains("was read while the unit is sharded"));
   {
     const auto full = fsdp.sharded().gather_full_parameters();
@@ -441,7 +444,36 @@ TEST_CASE("FSDP: log_probs equal the logits' log-softmax; misuse is named", "[di
   CHECK_THROWS(lm->model->norm->weight.sum());
 
   CHECK_THAT(error_of([&] { (void)fsdp.sharded().run(7, [](const at::Tensor& x) { return x; }, b.ids); }),
-             Catch::Matchers::Contains("unit 7 does not exist, expected an index below 3"));
+             Catch::Matchers::Contains("unit 7 does not exist, expected an index below 4"));
+
+  // Tied embeddings: the root holds the one matrix and is gathered for the embedding and again for the head;
+  // both gradient contributions reach its shard.
+  {
+    auto c = tiny_config();
+    c.tie_word_embeddings = true;
+    const auto make = [&] {
+      torch::manual_seed(5);
+      verl::models::CausalLM m(c);
+      m->to(at::kDouble);
+      return m;
+    };
+    auto plain_tied = make();
+    auto tied = make();
+    verl::dist::FullyShardedCausalLM f(tied, verl::dist::SingleProcessCommunicator{});
+    REQUIRE(f.sharded().unit_count() == 3);  // 2 layers + the root
+    f.sharded().reset_stats();
+    next_token_log_probs(f.forward(b.ids, b.mask, b.pos), b.ids).sum().backward();
+    next_token_log_probs(plain_tied->forward(b.ids, b.mask, b.pos), b.ids).sum().backward();
+    CHECK(f.sharded().stats().all_gather_calls == 8);      // (2 layers + the root twice) x (forward, backward)
+    CHECK(f.sharded().stats().reduce_scatter_calls == 4);  // the root twice
+    const auto& root = f.sharded().unit(2);
+    auto plain_params = plain_tied->named_parameters();
+    for (const auto& slot : root.slots()) {
+      INFO(slot.name);
+      CHECK(torch::allclose(root.shard().grad().narrow(0, slot.offset, slot.numel),
+                            plain_params[slot.name].grad().reshape({-1}), 1e-12, 1e-12));
+    }
+  }
 
   // A unit mixing dtypes cannot be one flat parameter.
   auto net = two_layer(3);
