@@ -22,6 +22,8 @@
 #include "verl/concepts/communicator.hpp"
 #include "verl/core/errors.hpp"
 #include "verl/dist/launch_env.hpp"
+#include "verl/dist/pending_collective.hpp"
+#include "verl/dist/traffic_stats.hpp"
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty_like.h>
@@ -34,6 +36,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <mutex>
 #include <exception>
 #include <map>
 #include <memory>
@@ -202,6 +206,83 @@ class ProcessGroupCommunicator {
       run("all_reduce", [&] { return backend_->allreduce(tensors, opts); });
       if (post_divide) t.div_(world_size());
     });
+    count(&TrafficStats::all_reduce, tensor, 2);
+  }
+
+  //! all_reduce started without waiting (torch.distributed.all_reduce(async_op=True)): the collective runs on
+  //! the backend's threads while the caller goes on (e.g. with the rest of a backward pass); the returned
+  //! handle's wait() blocks until it is done. `tensor` must be contiguous (it is reduced in place) and must
+  //! not be read or written until then. Collectives are matched across ranks in the order they are started.
+  [[nodiscard]] PendingCollective all_reduce_async(at::Tensor& tensor, ReduceOp op) {
+    check_tensor(tensor, "all_reduce_async");
+    verl::detail::check<ShapeError>(tensor.is_contiguous(), who("all_reduce_async"),
+                                    ": the tensor is not contiguous, expected a contiguous tensor (it is reduced "
+                                    "in place while the caller goes on; use all_reduce for other tensors)");
+    const c10d::ReduceOp c10d_op = detail::to_c10d(op);
+    verl::detail::check<ConfigError>(op != ReduceOp::avg || at::isFloatingType(tensor.scalar_type()) ||
+                                         at::isComplexType(tensor.scalar_type()),
+                                     who("all_reduce_async"), ": avg of a ", tensor.scalar_type(),
+                                     " tensor, expected a floating-point tensor");
+    std::vector<at::Tensor> tensors{tensor};
+    c10d::AllreduceOptions opts;
+    const bool post_divide = op == ReduceOp::avg && !traits::native_avg;
+    opts.reduceOp = post_divide ? c10d::ReduceOp(c10d::ReduceOp::SUM) : c10d_op;
+    opts.timeout = timeout();
+    c10::intrusive_ptr<c10d::Work> work = start("all_reduce_async", [&] { return backend_->allreduce(tensors, opts); });
+    count(&TrafficStats::all_reduce, tensor, 2);
+    auto self = *this;  // shares the group; keeps the backend alive until waited for
+    at::Tensor t = tensor;
+    return PendingCollective(
+        [self, work, t, post_divide]() mutable {
+          self.finish("all_reduce_async", work);
+          if (post_divide) t.div_(self.world_size());
+        },
+        [work] { return work->isCompleted(); });
+  }
+
+  //! Reduces `in` (world_size() equal chunks, concatenated along its flattened elements) across the group and
+  //! writes chunk rank() of the result into `out` (torch.distributed.reduce_scatter_tensor). `in` holds
+  //! world_size() * out.numel() elements; both are contiguous, of one dtype and device. avg as all_reduce.
+  void reduce_scatter_tensor(at::Tensor& out, const at::Tensor& in, ReduceOp op) {
+    check_tensor(out, "reduce_scatter_tensor");
+    check_tensor(in, "reduce_scatter_tensor");
+    check_flat_pair(out, in, "reduce_scatter_tensor", "`in`", "`out`");
+    const c10d::ReduceOp c10d_op = detail::to_c10d(op);
+    verl::detail::check<ConfigError>(op != ReduceOp::avg || at::isFloatingType(in.scalar_type()) ||
+                                         at::isComplexType(in.scalar_type()),
+                                     who("reduce_scatter_tensor"), ": avg of a ", in.scalar_type(),
+                                     " tensor, expected a floating-point tensor");
+    c10d::ReduceScatterOptions opts;
+    const bool post_divide = op == ReduceOp::avg && !traits::native_avg;
+    opts.reduceOp = post_divide ? c10d::ReduceOp(c10d::ReduceOp::SUM) : c10d_op;
+    opts.timeout = timeout();
+    at::Tensor input = in;  // c10d takes non-const references
+    run("reduce_scatter_tensor", [&] { return backend_->_reduce_scatter_base(out, input, opts); });
+    if (post_divide) out.div_(world_size());
+    count(&TrafficStats::reduce_scatter, in, 1);
+  }
+
+  //! Writes rank r's `in` into elements [r*n, (r+1)*n) of `out`, n = in.numel(), on every rank
+  //! (torch.distributed.all_gather_into_tensor). Both contiguous, of one dtype and device.
+  void all_gather_into_tensor(at::Tensor& out, const at::Tensor& in) {
+    check_tensor(out, "all_gather_into_tensor");
+    check_tensor(in, "all_gather_into_tensor");
+    check_flat_pair(in, out, "all_gather_into_tensor", "`out`", "`in`");
+    c10d::AllgatherOptions opts;
+    opts.timeout = timeout();
+    at::Tensor input = in;
+    run("all_gather_into_tensor", [&] { return backend_->_allgather_base(out, input, opts); });
+    count(&TrafficStats::all_gather, out, 1);
+  }
+
+  //! What this group's collectives moved on this rank since the last reset_traffic() (shared by copies).
+  [[nodiscard]] TrafficStats traffic() const {
+    std::lock_guard lock(traffic_->mutex);
+    return traffic_->stats;
+  }
+  void reset_traffic() {
+    std::lock_guard lock(traffic_->mutex);
+    traffic_->stats = {};
   }
 
   //! Copies root's `tensor` into every rank's, in place (torch.distributed.broadcast; root is a rank of
@@ -217,6 +298,7 @@ class ProcessGroupCommunicator {
       opts.timeout = timeout();
       run("broadcast", [&] { return backend_->broadcast(tensors, opts); });
     });
+    count(&TrafficStats::broadcast, tensor, 1);
   }
 
   //! out[r] = rank r's `in` (torch.distributed.all_gather). `out` is resized to world_size() fresh tensors
@@ -238,6 +320,7 @@ class ProcessGroupCommunicator {
     c10d::AllgatherOptions opts;
     opts.timeout = timeout();
     run("all_gather", [&] { return backend_->allgather(outputs, inputs, opts); });
+    count(&TrafficStats::all_gather, in, 1, world_size());
   }
 
   //! Returns once every rank of the group has entered (torch.distributed.barrier).
@@ -320,21 +403,75 @@ class ProcessGroupCommunicator {
 
   //! Starts a collective and waits for it, bounded by the timeout; c10d's failures become CommunicationError.
   template <class Start>
-  void run(std::string_view op, Start&& start) {
+  void run(std::string_view op, Start&& start_collective) {
+    c10::intrusive_ptr<c10d::Work> work = start(op, std::forward<Start>(start_collective));
+    finish(op, work);
+  }
+
+  //! Starts a collective; a failure to start becomes CommunicationError.
+  template <class Start>
+  c10::intrusive_ptr<c10d::Work> start(std::string_view op, Start&& start_collective) {
     try {
-      c10::intrusive_ptr<c10d::Work> work = start();
+      return start_collective();
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw failure(op, e);
+    }
+  }
+
+  //! Waits for a started collective, bounded by the timeout.
+  void finish(std::string_view op, const c10::intrusive_ptr<c10d::Work>& work) {
+    try {
       const bool completed = work->wait(timeout());
       verl::detail::check<CommunicationError>(completed, who(op), ": the collective was aborted");
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
-      throw CommunicationError(verl::detail::concat_message(
-          who(op), ": the collective failed (global ranks ", ranks_text(), ", timeout ", timeout().count(),
-          " ms; a peer may have exited or stopped calling collectives): ", detail::c10d_reason(e)));
+      throw failure(op, e);
     }
   }
 
+  [[nodiscard]] CommunicationError failure(std::string_view op, const std::exception& e) const {
+    return CommunicationError(verl::detail::concat_message(
+        who(op), ": the collective failed (global ranks ", ranks_text(), ", timeout ", timeout().count(),
+        " ms; a peer may have exited or stopped calling collectives): ", detail::c10d_reason(e)));
+  }
+
+  //! `small` holds world_size() times fewer elements than `large`; both contiguous, one dtype and device.
+  void check_flat_pair(const at::Tensor& small, const at::Tensor& large, std::string_view op,
+                       std::string_view large_name, std::string_view small_name) const {
+    verl::detail::check<ShapeError>(small.is_contiguous() && large.is_contiguous(), who(op),
+                                    ": `in` and `out` must be contiguous");
+    verl::detail::check<ShapeError>(small.scalar_type() == large.scalar_type() && small.device() == large.device(),
+                                    who(op), ": ", large_name, " is ", large.scalar_type(), " on ", large.device(),
+                                    " and ", small_name, " ", small.scalar_type(), " on ", small.device(),
+                                    ", expected one dtype and device");
+    verl::detail::check<ShapeError>(large.numel() == small.numel() * world_size(), who(op), ": ", large_name,
+                                    " has ", large.numel(), " elements and ", small_name, " ", small.numel(),
+                                    ", expected ", large_name, " to hold world_size() (", world_size(), ") x ",
+                                    small.numel(), " = ", small.numel() * world_size(), " elements");
+  }
+
+  //! Counts one collective over `t` (times `copies` for the payload: all_gather's output is world_size()
+  //! inputs); `ring_factor` is 2 for all_reduce, 1 for the others: ring bytes = factor (N-1)/N payload.
+  void count(CollectiveTraffic TrafficStats::*member, const at::Tensor& t, int ring_factor, int copies = 1) {
+    const auto n = static_cast<std::int64_t>(world_size());
+    const std::int64_t payload = static_cast<std::int64_t>(t.numel()) * static_cast<std::int64_t>(t.element_size()) * copies;
+    std::lock_guard lock(traffic_->mutex);
+    CollectiveTraffic& c = traffic_->stats.*member;
+    c.calls += 1;
+    c.payload_bytes += payload;
+    c.ring_bytes_sent += ring_factor * (n - 1) * payload / n;
+  }
+
+  struct Traffic {
+    std::mutex mutex;  // a collective may be counted from another thread (an autograd hook) than traffic()'s
+    TrafficStats stats;
+  };
+
   std::shared_ptr<State> state_;
+  std::shared_ptr<Traffic> traffic_ = std::make_shared<Traffic>();
   std::string prefix_;
   int rank_ = 0;
   std::vector<int> global_ranks_;

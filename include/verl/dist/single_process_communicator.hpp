@@ -7,6 +7,8 @@
 
 #include "verl/concepts/communicator.hpp"
 #include "verl/core/errors.hpp"
+#include "verl/dist/pending_collective.hpp"
+#include "verl/dist/traffic_stats.hpp"
 
 #include <ATen/core/Tensor.h>
 
@@ -52,7 +54,41 @@ class SingleProcessCommunicator {
   //! Returns at once: the only rank has entered.
   void barrier() const noexcept {}
 
+  //! all_reduce, already complete: the returned handle has nothing to wait for.
+  [[nodiscard]] PendingCollective all_reduce_async(at::Tensor& tensor, ReduceOp op) const {
+    all_reduce(tensor, op);
+    return {};
+  }
+
+  //! Copies `in` into `out` (the one rank's chunk is the whole input). Throws verl::ShapeError unless both are
+  //! defined with the same number of elements, dtype and device.
+  void reduce_scatter_tensor(at::Tensor& out, const at::Tensor& in, ReduceOp op) const {
+    all_reduce(out, op);  // checks `out` and `op`
+    copy_flat(out, in, "reduce_scatter_tensor");
+  }
+
+  //! Copies `in` into `out` (one rank's input is the whole gathered output).
+  void all_gather_into_tensor(at::Tensor& out, const at::Tensor& in) const {
+    check_defined(out, "all_gather_into_tensor");
+    copy_flat(out, in, "all_gather_into_tensor");
+  }
+
+  //! Nothing moves between ranks in a 1-rank group.
+  [[nodiscard]] TrafficStats traffic() const noexcept { return {}; }
+  void reset_traffic() const noexcept {}
+
  private:
+  static void copy_flat(at::Tensor& out, const at::Tensor& in, std::string_view collective) {
+    check_defined(in, collective);
+    verl::detail::check<ShapeError>(out.numel() == in.numel() && out.scalar_type() == in.scalar_type() &&
+                                        out.device() == in.device(),
+                                    "verl::dist::SingleProcessCommunicator::", collective, ": `out` has ", out.numel(),
+                                    " ", out.scalar_type(), " elements on ", out.device(), " and `in` ", in.numel(),
+                                    " ", in.scalar_type(), " on ", in.device(),
+                                    ", expected as many elements (world size 1) of one dtype on one device");
+    out.copy_(in.reshape(out.sizes()));
+  }
+
   static void check_defined(const at::Tensor& t, std::string_view collective) {
     verl::detail::check<ShapeError>(t.defined(), "verl::dist::SingleProcessCommunicator::", collective,
                               ": the tensor is undefined, expected a defined tensor");

@@ -131,6 +131,60 @@ void check_collectives(Gloo& comm) {
   CHECK(again[1].data_ptr() == slot);
   for (int k = 0; k < n; ++k) CHECK(torch::equal(again[static_cast<std::size_t>(k)], rank_input(k, torch::kLong)));
 
+  // all_reduce_async: two collectives in flight at once, waited for in reverse order; avg divided in wait().
+  comm.reset_traffic();
+  at::Tensor a = rank_input(r, torch::kDouble);  // (3,4)
+  at::Tensor b = rank_input(r, torch::kFloat);   // (3,4)
+  auto pending_a = comm.all_reduce_async(a, ReduceOp::sum);
+  auto pending_b = comm.all_reduce_async(b, ReduceOp::avg);
+  CHECK(pending_a.pending());
+  pending_b.wait();
+  pending_a.wait();
+  CHECK_FALSE(pending_a.pending());
+  CHECK(pending_a.is_completed());
+  CHECK(torch::equal(a, expected_reduction(n, torch::kDouble, ReduceOp::sum)));
+  CHECK(torch::equal(b, expected_reduction(n, torch::kFloat, ReduceOp::avg)));
+  at::Tensor strided = rank_input(r, torch::kDouble).t();
+  CHECK_THAT(error_of<verl::ShapeError>([&] { (void)comm.all_reduce_async(strided, ReduceOp::sum); }),
+             Catch::Matchers::Contains("all_reduce_async (rank " + std::to_string(r) +
+                                       " of " + std::to_string(n) + "): the tensor is not contiguous"));
+
+  // reduce_scatter_tensor: chunk r of the sum (and of the mean) of every rank's (n*3, 4) input.
+  {
+    std::vector<at::Tensor> chunks;
+    for (int k = 0; k < n; ++k) chunks.push_back(rank_input(r, torch::kDouble) * (k + 1));  // chunk k: (3,4)
+    const at::Tensor in = torch::cat(chunks);                                                // (n*3,4)
+    at::Tensor out = torch::empty({3, 4}, torch::kDouble);
+    comm.reduce_scatter_tensor(out, in, ReduceOp::sum);
+    CHECK(torch::equal(out, expected_reduction(n, torch::kDouble, ReduceOp::sum) * (r + 1)));
+    comm.reduce_scatter_tensor(out, in, ReduceOp::avg);
+    CHECK(torch::equal(out, expected_reduction(n, torch::kDouble, ReduceOp::avg) * (r + 1)));
+    at::Tensor wrong = torch::empty({5}, torch::kDouble);
+    CHECK_THAT(error_of<verl::ShapeError>([&] { comm.reduce_scatter_tensor(wrong, in, ReduceOp::sum); }),
+               Catch::Matchers::Contains("`in` has " + std::to_string(n * 12) + " elements and `out` 5, expected"));
+  }
+  // all_gather_into_tensor: rank k's (3,4) input lands in rows [3k, 3k+3) of the (n*3,4) output.
+  {
+    at::Tensor out = torch::empty({n * 3, 4}, torch::kLong);
+    comm.all_gather_into_tensor(out, rank_input(r, torch::kLong));
+    for (int k = 0; k < n; ++k) CHECK(torch::equal(out.slice(0, 3 * k, 3 * k + 3), rank_input(k, torch::kLong)));
+  }
+  // Traffic since the reset: 2 all_reduces of 12 doubles + 12 floats (payload 144 bytes, ring 2(n-1)/n of
+  // each), 2 reduce-scatters of n*12 doubles (ring (n-1)/n of the input), 1 all-gather of n*12 int64.
+  {
+    const auto tr = comm.traffic();
+    CHECK(tr.all_reduce.calls == 2);
+    CHECK(tr.all_reduce.payload_bytes == 96 + 48);
+    CHECK(tr.all_reduce.ring_bytes_sent == 2 * (n - 1) * 96 / n + 2 * (n - 1) * 48 / n);
+    CHECK(tr.reduce_scatter.calls == 2);
+    CHECK(tr.reduce_scatter.payload_bytes == 2 * n * 96);
+    CHECK(tr.reduce_scatter.ring_bytes_sent == 2 * (n - 1) * 96);
+    CHECK(tr.all_gather.calls == 1);
+    CHECK(tr.all_gather.ring_bytes_sent == (n - 1) * 96);
+    CHECK(tr.broadcast.calls == 0);
+    CHECK(tr.total().calls == 5);
+  }
+
   // barrier: rank 0 enters 400 ms late, so nobody may leave before that.
   const auto before = std::chrono::steady_clock::now();
   if (r == 0) std::this_thread::sleep_for(400ms);

@@ -54,6 +54,24 @@ TEST_CASE("SingleProcessCommunicator is the 1-rank group", "[dist][communicator]
     CHECK(three.size() == 1);
     CHECK(torch::equal(three[0], in));
   }
+  SECTION("the flat and asynchronous collectives of a 1-rank group: copies and a completed handle") {
+    at::Tensor t = torch::tensor({1.5, -2.0});  // (2,)
+    auto pending = comm.all_reduce_async(t, verl::ReduceOp::sum);
+    CHECK_FALSE(pending.pending());
+    CHECK(pending.is_completed());
+    CHECK(torch::equal(t, torch::tensor({1.5, -2.0})));
+    const at::Tensor in = torch::arange(6, torch::kDouble).reshape({2, 3});  // (2,3)
+    at::Tensor out = torch::zeros({6}, torch::kDouble);
+    comm.reduce_scatter_tensor(out, in, verl::ReduceOp::avg);
+    CHECK(torch::equal(out, in.flatten()));
+    at::Tensor gathered = torch::zeros({3, 2}, torch::kDouble);
+    comm.all_gather_into_tensor(gathered, in);
+    CHECK(torch::equal(gathered.flatten(), in.flatten()));
+    at::Tensor small = torch::zeros({5}, torch::kDouble);
+    CHECK_THAT(error_of<verl::ShapeError>([&] { comm.all_gather_into_tensor(small, in); }),
+               Catch::Matchers::Contains("all_gather_into_tensor: `out` has 5 Double elements on cpu and `in` 6"));
+    CHECK(comm.traffic().total().calls == 0);
+  }
   SECTION("undefined tensors are rejected by name") {
     at::Tensor undefined;
     CHECK_THAT(error_of<verl::ShapeError>([&] { comm.all_reduce(undefined, verl::ReduceOp::sum); }),
