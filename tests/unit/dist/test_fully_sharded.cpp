@@ -21,9 +21,11 @@
 #include "verl/dist/gloo.hpp"
 #include "verl/dist/launch_env.hpp"
 #include "verl/dist/launch_local.hpp"
+#include "verl/dist/nccl.hpp"
 #include "verl/dist/single_process_communicator.hpp"
 #include "verl/models/hf_model_io.hpp"
 
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/torch.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
@@ -486,4 +488,59 @@ TEST_CASE("FSDP: log_probs equal the logits' log-softmax; misuse is named", "[di
                verl::dist::FullyShardedModule f(verl::dist::SingleProcessCommunicator{}, net.ptr(), {other->a.ptr()});
              }),
              Catch::Matchers::Contains("unit 0 has a parameter of shape [3, 2] that is not a parameter of the root"));
+}
+
+namespace {
+
+//! On CUDA: FSDP with offloaded AdamW (states and master shards on the CPU, shards on the GPU) trains as plain
+//! CUDA training with torch::optim::AdamW does.
+template <class Comm>
+void check_cuda(Comm comm) {
+  const at::Device dev(at::kCUDA, 0);
+  const auto b = global_batch();
+  const auto ids = b.ids.to(dev), mask = b.mask.to(dev), pos = b.pos.to(dev);  // (B,T) each
+  const auto count = scored(mask).sum();
+  auto plain = tiny_model(1);
+  plain->to(dev);
+  torch::optim::AdamW ref_opt(plain->parameters(), adamw_options());
+  auto lm = tiny_model(1);
+  lm->to(dev);
+  verl::dist::FullyShardedCausalLM fsdp(lm, comm);
+  verl::dist::ShardedAdamW opt(fsdp.parameters(), {.adamw = adamw_options(), .offload_to_cpu = true});
+  for (int step = 0; step < kSteps; ++step) {
+    INFO("step " << step);
+    (-(next_token_log_probs(plain->forward(ids, mask, pos), ids) * scored(mask)).sum() / count).backward();
+    const double want = torch::nn::utils::clip_grad_norm_(plain->parameters(), kMaxNorm);
+    ref_opt.step();
+    ref_opt.zero_grad();
+    (-(next_token_log_probs(fsdp.forward(ids, mask, pos), ids) * scored(mask)).sum() / count).backward();
+    CHECK(fsdp.sharded().clip_grad_norm_(kMaxNorm) == Approx(want).epsilon(1e-10));
+    opt.step();
+    opt.zero_grad();
+  }
+  for (std::size_t i = 0; i < fsdp.sharded().unit_count(); ++i) {
+    CHECK(fsdp.sharded().unit(i).shard().device() == dev);
+    CHECK(opt.master_parameters()[i].device().is_cpu());
+    const auto states = opt.state_of(i);
+    REQUIRE(states.size() == 2);
+    for (const auto& t : states) CHECK(t.device().is_cpu());
+  }
+  std::vector<std::pair<std::string, at::Tensor>> want;
+  for (const auto& item : plain->named_parameters()) want.emplace_back(item.key(), item.value().detach());
+  check_close(fsdp.full_state_dict(), want);
+}
+
+}  // namespace
+
+TEST_CASE("FSDP on a CUDA device: offloaded AdamW states on the CPU, training equals plain CUDA training",
+          "[dist][fsdp][cuda]") {
+  if (!torch::cuda::is_available()) {
+    SUCCEED("no CUDA device here: the CUDA path runs on a GPU machine (scripts/gpu_check.sh)");
+    return;
+  }
+  check_cuda(verl::dist::SingleProcessCommunicator{});
+#if defined(USE_C10D_NCCL) && defined(VERL_WITH_CUDA)
+  check_cuda(verl::dist::ProcessGroupCommunicator<verl::dist::nccl>::from_store(
+      c10::make_intrusive<c10d::HashStore>(), 0, 1, {.timeout = 20000ms}));
+#endif
 }
