@@ -15,7 +15,8 @@
 //
 //   cmake --build build --target verl_bench_data_parallel
 //   ./build/bench/verl_bench_data_parallel                          # N = 1, 2, 4 x overlap on/off, 5 timed steps
-//   ./build/bench/verl_bench_data_parallel --steps 10 --nprocs 2
+//   ./build/bench/verl_bench_data_parallel --steps 10 --nprocs 2 --rows 1 --bucket_cap_mb 2   # less compute per
+//                                                                        # rank, smaller buckets (more overlap)
 //   ./build/bench/verl_bench_data_parallel --benchmark_filter=smoke  # CTest's smoke run: a tiny model, 2 ranks
 //
 // Plain main (not Google Benchmark's runner): each case is a launch of N processes of this program.
@@ -79,12 +80,13 @@ verl::models::CausalLM make_lm(const Shape& s) {
 }
 
 //! One rank of one case: times `steps` steps after a warm-up, rank 0 writes a JSON line to VERL_BENCH_DP_OUT.
-int worker(const Shape& shape, bool overlap, int steps) {
+int worker(const Shape& shape, bool overlap, int steps, double bucket_cap_mb) {
   using Gloo = verl::dist::ProcessGroupCommunicator<verl::dist::gloo>;
   auto world = Gloo::init(verl::dist::launch_env_from_environ(), {.timeout = std::chrono::seconds(120)});
   verl::models::Actor actor(make_lm(shape));
   verl::dist::DataParallelOptions o;
   o.overlap = overlap;
+  o.bucket_cap_bytes = static_cast<std::int64_t>(bucket_cap_mb * (1 << 20));
   verl::dist::DataParallel dp(world, actor.parameters(), o);
   torch::optim::AdamW opt(actor.parameters(), torch::optim::AdamWOptions(1e-4));
   auto gen = at::make_generator<at::CPUGeneratorImpl>(1234 + world.rank());
@@ -110,7 +112,7 @@ int worker(const Shape& shape, bool overlap, int steps) {
   std::int64_t params = 0;
   for (const auto& p : actor.parameters()) params += p.numel();
   const std::int64_t n = world.world_size();
-  const std::int64_t ring_minimum = n > 1 ? 2 * (n - 1) * t.gradient_bytes / n : 0;
+  const std::int64_t ring_minimum = n > 1 ? 2 * (n - 1) * dp.gradient_bytes() / n : 0;
   if (world.rank() == 0) {
     nlohmann::json out{{"nprocs", n},
                        {"overlap", overlap},
@@ -118,8 +120,9 @@ int worker(const Shape& shape, bool overlap, int steps) {
                        {"median_step_ms", 1e3 * times[times.size() / 2]},
                        {"min_step_ms", 1e3 * times.front()},
                        {"all_reduces_per_step", t.collectives},
+                       {"buckets", dp.num_buckets()},
                        {"buckets_started_in_backward", t.started_in_backward},
-                       {"gradient_bytes", t.gradient_bytes},
+                       {"gradient_bytes", dp.gradient_bytes()},
                        {"payload_bytes_per_step", t.payload_bytes},
                        {"ring_bytes_sent_per_step", t.ring_bytes_sent},
                        {"ring_minimum_bytes", ring_minimum},
@@ -138,6 +141,8 @@ int worker(const Shape& shape, bool overlap, int steps) {
 int main(int argc, char** argv) {
   bool smoke = false;
   int steps = 5;
+  std::int64_t rows = kSmall.rows;
+  double bucket_cap_mb = 25;  // DDP's default
   std::vector<int> nprocs{1, 2, 4};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -147,23 +152,31 @@ int main(int argc, char** argv) {
       steps = std::atoi(argv[++i]);
     } else if (a == "--nprocs" && i + 1 < argc) {
       nprocs = {std::atoi(argv[++i])};
+    } else if (a == "--rows" && i + 1 < argc) {
+      rows = std::atoll(argv[++i]);
+    } else if (a == "--bucket_cap_mb" && i + 1 < argc) {
+      bucket_cap_mb = std::atof(argv[++i]);
     }  // other --benchmark_* flags (CTest's smoke run passes --benchmark_min_time) are ignored
   }
   if (const char* mode = std::getenv("VERL_BENCH_DP_WORKER")) {
-    const std::string m = mode;  // "<small|smoke>:<0|1>:<steps>"
-    const Shape& shape = m.rfind("smoke", 0) == 0 ? kSmoke : kSmall;
-    const bool overlap = m.find(":1:") != std::string::npos;
-    return worker(shape, overlap, std::atoi(m.substr(m.rfind(':') + 1).c_str()));
+    const std::string m = mode;  // "<small|smoke>:<0|1>:<steps>:<rows>:<bucket_cap_mb>"
+    Shape shape = m.rfind("smoke", 0) == 0 ? kSmoke : kSmall;
+    const auto c1 = m.find(':'), c2 = m.find(':', c1 + 1), c3 = m.find(':', c2 + 1), c4 = m.find(':', c3 + 1);
+    const bool overlap = m.substr(c1 + 1, c2 - c1 - 1) == "1";
+    shape.rows = std::atoll(m.substr(c3 + 1, c4 - c3 - 1).c_str());
+    return worker(shape, overlap, std::atoi(m.substr(c2 + 1, c3 - c2 - 1).c_str()),
+                  std::atof(m.substr(c4 + 1).c_str()));
   }
   if (smoke) {
     nprocs = {2};
     steps = 1;
+    rows = kSmoke.rows;
   }
   const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
   const auto out_path = std::filesystem::temp_directory_path() / ("verl_bench_dp_" + std::to_string(::getpid()) + ".jsonl");
   std::filesystem::remove(out_path);
   std::cout << "data-parallel step, " << (smoke ? "smoke model" : "CausalLM hidden 256 x 4 layers, vocab 4096")
-            << ", Gloo, this machine: " << std::thread::hardware_concurrency() << " hardware threads" << std::endl;
+            << ", " << rows << " rows per rank, bucket_cap_mb " << bucket_cap_mb << ", Gloo, this machine: " << std::thread::hardware_concurrency() << " hardware threads" << std::endl;
   for (int n : nprocs) {
     for (bool overlap : {true, false}) {
       if (n == 1 && !overlap) continue;  // one rank communicates nothing
@@ -171,7 +184,8 @@ int main(int argc, char** argv) {
       lo.nprocs = n;
       lo.timeout = std::chrono::minutes(10);
       lo.env = {{"VERL_BENCH_DP_WORKER", std::string(smoke ? "smoke" : "small") + ":" + (overlap ? "1" : "0") + ":" +
-                                             std::to_string(steps)},
+                                             std::to_string(steps) + ":" + std::to_string(rows) + ":" +
+                                             std::to_string(bucket_cap_mb)},
                 {"VERL_BENCH_DP_OUT", out_path.string()},
                 {"OMP_NUM_THREADS", "1"}};
       const auto result = verl::dist::launch_local(exe, {}, lo);
@@ -183,11 +197,11 @@ int main(int argc, char** argv) {
   }
   std::ifstream in(out_path);
   std::string line;
-  std::printf("%6s %8s %14s %12s %10s %14s %14s %14s %8s\n", "nprocs", "overlap", "median_ms", "min_ms", "allreduce",
+  std::printf("%6s %8s %12s %10s %10s %14s %14s %14s %8s\n", "nprocs", "overlap", "median_ms", "min_ms", "allreduce",
               "grad_bytes", "ring_sent", "ring_min", "ratio");
   while (std::getline(in, line)) {
     const auto j = nlohmann::json::parse(line);
-    std::printf("%6d %8s %14.1f %12.1f %10d %14lld %14lld %14lld %8.3f\n", j["nprocs"].get<int>(),
+    std::printf("%6d %8s %12.1f %10.1f %10d %14lld %14lld %14lld %8.3f\n", j["nprocs"].get<int>(),
                 j["overlap"].get<bool>() ? "yes" : "no", j["median_step_ms"].get<double>(),
                 j["min_step_ms"].get<double>(), j["all_reduces_per_step"].get<int>(),
                 static_cast<long long>(j["gradient_bytes"].get<std::int64_t>()),
