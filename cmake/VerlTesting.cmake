@@ -21,6 +21,17 @@ endif()
 
 set(VERL_SYNTAX_FLAGS_FILE "${PROJECT_BINARY_DIR}/verl_syntax_flags.rsp")
 
+# Tests, examples and the parity tools compile with -O2 instead of Release's -O3; benchmarks keep -O3. Their
+# translation units instantiate whole trainers and the rollout engine, and GCC's -O3 inlining is most of
+# their cost: examples/05_sft.cpp takes 77 s of CPU at -O3 and 48 s at -O2 on the CI machine (`-ftime-report`:
+# 78% of it in "opt and generate"). Without -ffast-math both levels compute the same floating-point results,
+# so the bit-exact tests hold either way. The option follows CMAKE_CXX_FLAGS_RELEASE on the command line, so
+# it wins. verl_compile_for_tests(<target>) applies it.
+set(VERL_TEST_OPTIMIZATION "$<$<AND:$<CONFIG:Release>,$<CXX_COMPILER_ID:GNU,Clang>>:-O2>")
+function(verl_compile_for_tests target)
+  target_compile_options(${target} PRIVATE ${VERL_TEST_OPTIMIZATION})
+endfunction()
+
 function(_verl_write_syntax_flags)
   if(TARGET verl_syntax_flags_probe)
     return()
@@ -76,6 +87,7 @@ function(_verl_make_test_main)
   add_library(verl_test_main STATIC "${PROJECT_SOURCE_DIR}/tests/support/catch_main.cpp"
                                     "${PROJECT_SOURCE_DIR}/tests/support/pch_anchor.cpp")
   target_link_libraries(verl_test_main PUBLIC verl::verl Catch2::Catch2)
+  target_compile_options(verl_test_main PUBLIC ${VERL_TEST_OPTIMIZATION})  # the PCH and every unit test
   # Where tests/support/golden.hpp finds the committed golden vectors.
   target_compile_definitions(verl_test_main PUBLIC VERL_GOLDEN_DIR="${PROJECT_SOURCE_DIR}/tests/golden"
                                                    VERL_PROJECT_VERSION="${PROJECT_VERSION}")
@@ -123,19 +135,30 @@ else()
   set(VERL_TEST_PYTHON "" CACHE FILEPATH "Python with the parity tests' packages")
 endif()
 
-# verl_use_torch_pch(<target>): <target> reuses one precompiled <torch/torch.h> (LibTorch's whole C++
+# verl_use_torch_pch(<target> [BENCHMARK]): <target> reuses a precompiled <torch/torch.h> (LibTorch's whole C++
 # frontend, which user programs include). The examples and benchmarks include it; parsing it costs ~20 s per
-# translation unit on the CI machine, once here. Targets must not add definitions or options that change it.
+# translation unit on the CI machine, once here. Two of them: one for the examples (compiled like the tests,
+# see VERL_TEST_OPTIMIZATION) and one for the benchmarks (Release's flags), since GCC uses a PCH only under the
+# flags it was built with. Targets must not add definitions or options that change it.
 function(verl_use_torch_pch target)
-  if(NOT TARGET verl_torch_pch)
-    add_library(verl_torch_pch STATIC "${PROJECT_SOURCE_DIR}/cmake/pch/torch_frontend_anchor.cpp")
-    target_link_libraries(verl_torch_pch PUBLIC verl::verl)
-    target_precompile_headers(verl_torch_pch PRIVATE <torch/torch.h>)
-    # GCC silently ignores a PCH built with other flags; say so instead.
-    target_compile_options(verl_torch_pch PUBLIC $<$<CXX_COMPILER_ID:GNU>:-Winvalid-pch>)
+  cmake_parse_arguments(ARG "BENCHMARK" "" "" ${ARGN})
+  if(ARG_BENCHMARK)
+    set(pch verl_torch_pch_bench)
+  else()
+    set(pch verl_torch_pch)
   endif()
-  target_link_libraries(${target} PRIVATE verl_torch_pch)
-  target_precompile_headers(${target} REUSE_FROM verl_torch_pch)
+  if(NOT TARGET ${pch})
+    add_library(${pch} STATIC "${PROJECT_SOURCE_DIR}/cmake/pch/torch_frontend_anchor.cpp")
+    target_link_libraries(${pch} PUBLIC verl::verl)
+    target_precompile_headers(${pch} PRIVATE <torch/torch.h>)
+    if(NOT ARG_BENCHMARK)
+      target_compile_options(${pch} PUBLIC ${VERL_TEST_OPTIMIZATION})
+    endif()
+    # GCC silently ignores a PCH built with other flags; say so instead.
+    target_compile_options(${pch} PUBLIC $<$<CXX_COMPILER_ID:GNU>:-Winvalid-pch>)
+  endif()
+  target_link_libraries(${target} PRIVATE ${pch})
+  target_precompile_headers(${target} REUSE_FROM ${pch})
 endfunction()
 
 # verl_add_example(<name> REGEX <golden regex> [ARGS <arguments...>]): builds examples/<name>.cpp and runs it in
