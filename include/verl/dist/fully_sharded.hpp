@@ -48,7 +48,7 @@
 //! ```cpp
 //! auto world = verl::dist::ProcessGroupCommunicator<verl::dist::gloo>::init(place);
 //! verl::dist::FullyShardedModule fsdp(world, net.ptr(), {net->block1.ptr(), net->block2.ptr()});
-//! auto h = fsdp.run(0, [&](const auto& in) { return std::vector{net->block1(in[0])}; }, {x})[0];
+//! auto h = fsdp.run(0, [&](const at::Tensor& in) { return net->block1(in); }, x);   // one input, one output
 //! ...; loss.backward();                       // shard gradients, reduce-scattered
 //! fsdp.clip_grad_norm_(1.0);
 //! verl::dist::ShardedAdamW opt(fsdp.parameters(), {.adamw = torch::optim::AdamWOptions(1e-4)});
