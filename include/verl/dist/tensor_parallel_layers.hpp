@@ -170,24 +170,21 @@ namespace verl::dist {
 
 namespace verl::detail {
 
-using dist::ShardSpec;
-using dist::TensorParallelGroup;
-
 //! Carries the group through AutogradContext::saved_data (an IValue capsule).
 struct GroupCapsule : torch::CustomClassHolder {
-  explicit GroupCapsule(TensorParallelGroup g) : group(std::move(g)) {}
-  TensorParallelGroup group;
+  explicit GroupCapsule(dist::TensorParallelGroup g) : group(std::move(g)) {}
+  dist::TensorParallelGroup group;
 };
-[[nodiscard]] inline c10::IValue hold_group(const TensorParallelGroup& g) {
+[[nodiscard]] inline c10::IValue hold_group(const dist::TensorParallelGroup& g) {
   return c10::IValue::make_capsule(c10::make_intrusive<GroupCapsule>(g));
 }
-[[nodiscard]] inline TensorParallelGroup held_group(const c10::IValue& v) {
+[[nodiscard]] inline dist::TensorParallelGroup held_group(const c10::IValue& v) {
   const auto holder = v.toCapsule();
   return static_cast<const GroupCapsule*>(holder.get())->group;
 }
 
 //! A summed copy of `t` (never aliasing an autograd buffer).
-[[nodiscard]] inline at::Tensor all_reduced_copy(const at::Tensor& t, const TensorParallelGroup& group) {
+[[nodiscard]] inline at::Tensor all_reduced_copy(const at::Tensor& t, const dist::TensorParallelGroup& group) {
   auto out = t.clone(at::MemoryFormat::Contiguous);
   group.all_reduce(out, ReduceOp::sum);
   return out;
@@ -195,7 +192,7 @@ struct GroupCapsule : torch::CustomClassHolder {
 
 //! Identity forward, all-reduce (sum) backward: Megatron's _CopyToModelParallelRegion.
 struct CopyToTensorParallelRegion : torch::autograd::Function<CopyToTensorParallelRegion> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const TensorParallelGroup& g) {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const dist::TensorParallelGroup& g) {
     ctx->saved_data["group"] = hold_group(g);
     return x;
   }
@@ -207,7 +204,7 @@ struct CopyToTensorParallelRegion : torch::autograd::Function<CopyToTensorParall
 
 //! All-reduce (sum) forward, identity backward: Megatron's _ReduceFromModelParallelRegion.
 struct ReduceFromTensorParallelRegion : torch::autograd::Function<ReduceFromTensorParallelRegion> {
-  static at::Tensor forward(torch::autograd::AutogradContext*, const at::Tensor& x, const TensorParallelGroup& g) {
+  static at::Tensor forward(torch::autograd::AutogradContext*, const at::Tensor& x, const dist::TensorParallelGroup& g) {
     return all_reduced_copy(x, g);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
@@ -220,12 +217,12 @@ struct ReduceFromTensorParallelRegion : torch::autograd::Function<ReduceFromTens
 //! Megatron's _GatherFromModelParallelRegion. With replicas, only the first replica of a slice receives its
 //! gradient (the others get zeros), so that summing over replicas counts it once.
 struct GatherFromTensorParallelRegion : torch::autograd::Function<GatherFromTensorParallelRegion> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const TensorParallelGroup& g,
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const dist::TensorParallelGroup& g,
                             int shards) {
     ctx->saved_data["group"] = hold_group(g);
     ctx->saved_data["shards"] = shards;
     ctx->saved_data["width"] = x.size(-1);
-    return dist::gather_tensor(x, ShardSpec{x.dim() - 1, shards}, g, "verl::dist::gather_from_tensor_parallel_region");
+    return dist::gather_tensor(x, dist::ShardSpec{x.dim() - 1, shards}, g, "verl::dist::gather_from_tensor_parallel_region");
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -243,9 +240,9 @@ struct GatherFromTensorParallelRegion : torch::autograd::Function<GatherFromTens
 //! This rank's slice of the last dimension forward, all-gather backward: Megatron's
 //! _ScatterToModelParallelRegion.
 struct ScatterToTensorParallelRegion : torch::autograd::Function<ScatterToTensorParallelRegion> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const TensorParallelGroup& g) {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const dist::TensorParallelGroup& g) {
     ctx->saved_data["group"] = hold_group(g);
-    return dist::shard_tensor(x, ShardSpec{x.dim() - 1, g.size()}, g.rank(), g.size(),
+    return dist::shard_tensor(x, dist::ShardSpec{x.dim() - 1, g.size()}, g.rank(), g.size(),
                         "verl::dist::scatter_to_tensor_parallel_region: the input's last dimension");
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -259,7 +256,7 @@ struct ScatterToTensorParallelRegion : torch::autograd::Function<ScatterToTensor
 //! `shards` == 1 an all-reduce over the group, otherwise an all-reduce of a (shards, ...) buffer holding
 //! this rank's gradient in its slice's row.
 struct SumOverReplicas : torch::autograd::Function<SumOverReplicas> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const TensorParallelGroup& g,
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const dist::TensorParallelGroup& g,
                             int shards) {
     ctx->saved_data["group"] = hold_group(g);
     ctx->saved_data["shards"] = shards;
@@ -273,7 +270,7 @@ struct SumOverReplicas : torch::autograd::Function<SumOverReplicas> {
     std::vector<std::int64_t> shape{shards};
     for (auto s : grads[0].sizes()) shape.push_back(s);
     auto buffer = at::zeros(shape, grads[0].options());  // (shards,...)
-    const auto slot = shard_index(ShardSpec{0, shards}, g.rank(), g.size());
+    const auto slot = shard_index(dist::ShardSpec{0, shards}, g.rank(), g.size());
     buffer.select(0, slot).copy_(grads[0]);
     g.all_reduce(buffer, ReduceOp::sum);
     return {buffer.select(0, slot).clone(), at::Tensor(), at::Tensor()};
@@ -559,7 +556,7 @@ inline at::ScalarType vocab_parallel_accumulate(at::ScalarType t) { return t == 
 //! Backward is local: d log p_t / dz = onehot(t) - p, d H / dz = p (E_p[z] - z).
 struct VocabParallelLogProbsFunction : torch::autograd::Function<VocabParallelLogProbsFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& logits,
-                                                const at::Tensor& targets, const TensorParallelGroup& g,
+                                                const at::Tensor& targets, const dist::TensorParallelGroup& g,
                                                 bool entropy) {
     const auto acc = vocab_parallel_accumulate(logits.scalar_type());
     const auto width = logits.size(1);
