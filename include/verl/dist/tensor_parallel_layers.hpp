@@ -19,7 +19,8 @@
 //! dimension (`torch.chunk`). A layer may also have fewer distinct shards than ranks (ShardSpec::shards, e.g.
 //! grouped-query key/value heads when tp exceeds their count): rank r then holds slice r / (tp / shards), the
 //! ranks holding one slice are replicas, and the gradient of a replicated parameter is summed over its replicas
-//! in the backward pass, so that every replica holds the gradient of the unsharded parameter's slice.
+//! in the backward pass (sum_gradient_over_replicas; ColumnParallelLinearOptions::sum_replica_gradients), so
+//! that every replica holds the gradient of the unsharded parameter's slice.
 //!
 //! ```cpp
 //! auto groups = verl::dist::MeshCommunicators(world, mesh);
