@@ -23,6 +23,7 @@
 #include "verl/dist/launch_local.hpp"
 #include "verl/dist/nccl.hpp"
 #include "verl/dist/single_process_communicator.hpp"
+#include "verl/concepts/reference_model.hpp"
 #include "verl/models/hf_model_io.hpp"
 
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
@@ -423,6 +424,8 @@ TEST_CASE("FSDP on one rank: the sharded model computes what the plain model com
 }
 
 TEST_CASE("FSDP: log_probs equal the logits' log-softmax; misuse is named", "[dist][fsdp]") {
+  // The wrapper scores as an Actor does, so a trainer can use it where a ReferenceModel / log-prob model goes.
+  STATIC_REQUIRE(verl::ComputesLogProbs<verl::dist::FullyShardedCausalLM<verl::dist::SingleProcessCommunicator>>);
   const auto b = global_batch();
   auto plain = tiny_model(1);
   const auto want = next_token_log_probs(plain->forward(b.ids, b.mask, b.pos), b.ids) * scored(b.mask);  // (B,T-1)
