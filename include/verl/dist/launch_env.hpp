@@ -153,49 +153,49 @@ namespace verl::dist {
   LaunchEnv out;
   if (env.count("RANK") != 0 || env.count("WORLD_SIZE") != 0) {
     out.launcher = Launcher::torchrun;
-    out.world_size = detail::require_int(env, "WORLD_SIZE", out.launcher, 1, max_ranks, "the number of ranks");
-    out.rank = detail::require_int(env, "RANK", out.launcher, 0, out.world_size - 1,
+    out.world_size = verl::detail::require_int(env, "WORLD_SIZE", out.launcher, 1, max_ranks, "the number of ranks");
+    out.rank = verl::detail::require_int(env, "RANK", out.launcher, 0, out.world_size - 1,
                                    "this process's global rank (below WORLD_SIZE)");
-    out.local_world_size = detail::require_int(env, "LOCAL_WORLD_SIZE", out.launcher, 1, out.world_size,
+    out.local_world_size = verl::detail::require_int(env, "LOCAL_WORLD_SIZE", out.launcher, 1, out.world_size,
                                                "the number of ranks on this node (at most WORLD_SIZE)");
-    out.local_rank = detail::require_int(env, "LOCAL_RANK", out.launcher, 0, out.local_world_size - 1,
+    out.local_rank = verl::detail::require_int(env, "LOCAL_RANK", out.launcher, 0, out.local_world_size - 1,
                                          "this process's rank on its node (below LOCAL_WORLD_SIZE)");
   } else if (env.count("OMPI_COMM_WORLD_RANK") != 0 || env.count("OMPI_COMM_WORLD_SIZE") != 0) {
     out.launcher = Launcher::openmpi;
     out.world_size =
-        detail::require_int(env, "OMPI_COMM_WORLD_SIZE", out.launcher, 1, max_ranks, "the number of ranks");
-    out.rank = detail::require_int(env, "OMPI_COMM_WORLD_RANK", out.launcher, 0, out.world_size - 1,
+        verl::detail::require_int(env, "OMPI_COMM_WORLD_SIZE", out.launcher, 1, max_ranks, "the number of ranks");
+    out.rank = verl::detail::require_int(env, "OMPI_COMM_WORLD_RANK", out.launcher, 0, out.world_size - 1,
                                    "this process's global rank (below OMPI_COMM_WORLD_SIZE)");
     out.local_world_size =
-        detail::require_int(env, "OMPI_COMM_WORLD_LOCAL_SIZE", out.launcher, 1, out.world_size,
+        verl::detail::require_int(env, "OMPI_COMM_WORLD_LOCAL_SIZE", out.launcher, 1, out.world_size,
                             "the number of ranks on this node (at most OMPI_COMM_WORLD_SIZE)");
-    out.local_rank = detail::require_int(env, "OMPI_COMM_WORLD_LOCAL_RANK", out.launcher, 0,
+    out.local_rank = verl::detail::require_int(env, "OMPI_COMM_WORLD_LOCAL_RANK", out.launcher, 0,
                                          out.local_world_size - 1,
                                          "this process's rank on its node (below OMPI_COMM_WORLD_LOCAL_SIZE)");
   } else if (env.count("SLURM_PROCID") != 0 || env.count("SLURM_NTASKS") != 0) {
     out.launcher = Launcher::slurm;
-    out.world_size = detail::require_int(env, "SLURM_NTASKS", out.launcher, 1, max_ranks, "the number of tasks");
-    out.rank = detail::require_int(env, "SLURM_PROCID", out.launcher, 0, out.world_size - 1,
+    out.world_size = verl::detail::require_int(env, "SLURM_NTASKS", out.launcher, 1, max_ranks, "the number of tasks");
+    out.rank = verl::detail::require_int(env, "SLURM_PROCID", out.launcher, 0, out.world_size - 1,
                                    "this task's global rank (below SLURM_NTASKS)");
-    const int node = detail::require_int(env, "SLURM_NODEID", out.launcher, 0, max_ranks,
+    const int node = verl::detail::require_int(env, "SLURM_NODEID", out.launcher, 0, max_ranks,
                                          "this task's node index in the allocation");
-    const auto& per_node = detail::require_var(env, "SLURM_TASKS_PER_NODE", out.launcher,
+    const auto& per_node = verl::detail::require_var(env, "SLURM_TASKS_PER_NODE", out.launcher,
                                                "the tasks on each node, like 2(x3),1");
-    out.local_world_size = detail::slurm_tasks_on_node(per_node, node);
-    check<ConfigError>(out.local_world_size <= out.world_size, detail::launch_env_entity,
+    out.local_world_size = verl::detail::slurm_tasks_on_node(per_node, node);
+    check<ConfigError>(out.local_world_size <= out.world_size, verl::detail::launch_env_entity,
                        ": SLURM_TASKS_PER_NODE gives ", out.local_world_size, " task(s) on node ", node,
                        ", expected at most SLURM_NTASKS = ", out.world_size);
-    out.local_rank = detail::require_int(env, "SLURM_LOCALID", out.launcher, 0, out.local_world_size - 1,
+    out.local_rank = verl::detail::require_int(env, "SLURM_LOCALID", out.launcher, 0, out.local_world_size - 1,
                                          "this task's rank on its node (below its SLURM_TASKS_PER_NODE entry)");
   } else {
     return std::nullopt;
   }
-  out.master_addr = detail::require_var(env, "MASTER_ADDR", out.launcher,
+  out.master_addr = verl::detail::require_var(env, "MASTER_ADDR", out.launcher,
                                         "the host name or address of rank 0, which hosts the rendezvous store");
-  check<ConfigError>(!out.master_addr.empty(), detail::launch_env_entity,
+  check<ConfigError>(!out.master_addr.empty(), verl::detail::launch_env_entity,
                      ": environment variable MASTER_ADDR is empty, expected the host name or address of rank 0");
   out.master_port = static_cast<std::uint16_t>(
-      detail::require_int(env, "MASTER_PORT", out.launcher, 1, 65535, "the TCP port of the rendezvous store"));
+      verl::detail::require_int(env, "MASTER_PORT", out.launcher, 1, 65535, "the TCP port of the rendezvous store"));
   return out;
 }
 
@@ -204,7 +204,7 @@ namespace verl::dist {
 [[nodiscard]] inline LaunchEnv parse_launch_env(const EnvMap& env) {
   auto place = detect_launch_env(env);
   verl::detail::check<ConfigError>(
-      place.has_value(), detail::launch_env_entity,
+      place.has_value(), verl::detail::launch_env_entity,
       ": no launcher variables in the environment, expected RANK and WORLD_SIZE (torchrun), "
       "OMPI_COMM_WORLD_RANK and OMPI_COMM_WORLD_SIZE (mpirun) or SLURM_PROCID and SLURM_NTASKS (srun)");
   return *std::move(place);

@@ -160,7 +160,7 @@ namespace verl::dist {
   for (int rank = 0; rank < options.nprocs; ++rank) {
     std::vector<std::string> argv_strings{program};
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<std::string> env_strings = detail::rank_environment(options, rank, result.master_port);
+    std::vector<std::string> env_strings = verl::detail::rank_environment(options, rank, result.master_port);
     std::vector<char*> argv;
     for (auto& a : argv_strings) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -153,7 +153,7 @@ class ProcessGroupCommunicator {
           "verl::dist::ProcessGroupCommunicator<", Backend::name, ">::init (rank ", place.rank, " of ",
           place.world_size, "): the rendezvous store at ", place.master_addr, ":", place.master_port,
           place.rank == 0 ? " (hosted by this rank)" : "", " failed within the timeout of ", options.timeout.count(),
-          " ms: ", detail::c10d_reason(e)));
+          " ms: ", verl::detail::c10d_reason(e)));
     }
     return from_store(std::move(store), place.rank, place.world_size, options, &place);
   }
@@ -191,7 +191,7 @@ class ProcessGroupCommunicator {
   //! torch, avg of an integer tensor is refused (here with a ConfigError before any communication).
   void all_reduce(at::Tensor& tensor, ReduceOp op) {
     check_tensor(tensor, "all_reduce");
-    const c10d::ReduceOp c10d_op = detail::to_c10d(op);
+    const c10d::ReduceOp c10d_op = verl::detail::to_c10d(op);
     verl::detail::check<ConfigError>(
         op != ReduceOp::avg || at::isFloatingType(tensor.scalar_type()) || at::isComplexType(tensor.scalar_type()),
         who("all_reduce"), ": avg of a ", tensor.scalar_type(),
@@ -218,7 +218,7 @@ class ProcessGroupCommunicator {
     verl::detail::check<ShapeError>(tensor.is_contiguous(), who("all_reduce_async"),
                                     ": the tensor is not contiguous, expected a contiguous tensor (it is reduced "
                                     "in place while the caller goes on; use all_reduce for other tensors)");
-    const c10d::ReduceOp c10d_op = detail::to_c10d(op);
+    const c10d::ReduceOp c10d_op = verl::detail::to_c10d(op);
     verl::detail::check<ConfigError>(op != ReduceOp::avg || at::isFloatingType(tensor.scalar_type()) ||
                                          at::isComplexType(tensor.scalar_type()),
                                      who("all_reduce_async"), ": avg of a ", tensor.scalar_type(),
@@ -247,7 +247,7 @@ class ProcessGroupCommunicator {
     check_tensor(out, "reduce_scatter_tensor");
     check_tensor(in, "reduce_scatter_tensor");
     check_flat_pair(out, in, "reduce_scatter_tensor", "`in`", "`out`");
-    const c10d::ReduceOp c10d_op = detail::to_c10d(op);
+    const c10d::ReduceOp c10d_op = verl::detail::to_c10d(op);
     verl::detail::check<ConfigError>(op != ReduceOp::avg || at::isFloatingType(in.scalar_type()) ||
                                          at::isComplexType(in.scalar_type()),
                                      who("reduce_scatter_tensor"), ": avg of a ", in.scalar_type(),
@@ -343,7 +343,7 @@ class ProcessGroupCommunicator {
     verl::detail::check<ConfigError>(ranks.front() >= 0 && ranks.back() < world_size(), who("new_group"),
                                      ": `ranks` holds ", ranks.front() < 0 ? ranks.front() : ranks.back(),
                                      ", expected ranks in [0, ", world_size(), ")");
-    std::string name = prefix_ + "group[" + detail::join_ranks(ranks) + "]";
+    std::string name = prefix_ + "group[" + verl::detail::join_ranks(ranks) + "]";
     name += "#" + std::to_string(state_->subgroup_count[name]++) + "/";
     const auto me = std::find(ranks.begin(), ranks.end(), rank_);
     if (me == ranks.end()) return std::nullopt;
@@ -373,7 +373,7 @@ class ProcessGroupCommunicator {
       throw CommunicationError(verl::detail::concat_message(
           who("set-up"), ": the ", Backend::name, " backend of group ", prefix_, " (global ranks ",
           ranks_text(), ") was not set up within the timeout of ", state_->options.timeout.count(),
-          " ms (a rank exited or did not join): ", detail::c10d_reason(e)));
+          " ms (a rank exited or did not join): ", verl::detail::c10d_reason(e)));
     }
   }
 
@@ -382,7 +382,7 @@ class ProcessGroupCommunicator {
                                         " (rank ", rank_, " of ", world_size(), ")");
   }
 
-  [[nodiscard]] std::string ranks_text() const { return detail::join_ranks(global_ranks_); }
+  [[nodiscard]] std::string ranks_text() const { return verl::detail::join_ranks(global_ranks_); }
 
   void check_tensor(const at::Tensor& t, std::string_view op) const {
     verl::detail::check<ShapeError>(t.defined(), who(op), ": the tensor is undefined, expected a defined tensor");
@@ -435,7 +435,7 @@ class ProcessGroupCommunicator {
   [[nodiscard]] CommunicationError failure(std::string_view op, const std::exception& e) const {
     return CommunicationError(verl::detail::concat_message(
         who(op), ": the collective failed (global ranks ", ranks_text(), ", timeout ", timeout().count(),
-        " ms; a peer may have exited or stopped calling collectives): ", detail::c10d_reason(e)));
+        " ms; a peer may have exited or stopped calling collectives): ", verl::detail::c10d_reason(e)));
   }
 
   //! `small` holds world_size() times fewer elements than `large`; both contiguous, one dtype and device.
