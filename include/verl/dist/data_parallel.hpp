@@ -137,6 +137,8 @@ class GradientSynchronizer {
   [[nodiscard]] virtual int rank() const = 0;
   [[nodiscard]] virtual int world_size() const = 0;
   [[nodiscard]] virtual GradReduction reduction() const = 0;
+  //! Where the synchronised parameters live: the device of tensors given to all_reduce (NCCL needs CUDA ones).
+  [[nodiscard]] virtual at::Device device() const = 0;
   //! Waits for every bucket and writes the reduced gradients into .grad (see DataParallel::finish).
   virtual void finish() = 0;
   //! A blocking all-reduce over the same group, for metrics and global normalisers.
@@ -213,6 +215,7 @@ class DataParallel final : public GradientSynchronizer {
         s.numel = parameters[i].numel();
         slots_.push_back(std::move(s));
       }
+    if (!parameters.empty()) device_ = parameters.front().device();
     build_buckets();
     if (comm_.world_size() > 1) register_hooks();
   }
@@ -224,6 +227,7 @@ class DataParallel final : public GradientSynchronizer {
   [[nodiscard]] int rank() const override { return comm_.rank(); }
   [[nodiscard]] int world_size() const override { return comm_.world_size(); }
   [[nodiscard]] GradReduction reduction() const override { return options_.reduction; }
+  [[nodiscard]] at::Device device() const override { return device_; }
   [[nodiscard]] const DataParallelOptions& options() const noexcept { return options_; }
   [[nodiscard]] Comm& communicator() noexcept { return comm_; }
 
@@ -271,8 +275,10 @@ class DataParallel final : public GradientSynchronizer {
     if (options_.find_unused_parameters) {
       used_count = at::ones({static_cast<std::int64_t>(slots_.size())}, at::TensorOptions().dtype(at::kInt));
       for (auto s : unused) used_count.data_ptr<int>()[s] = 0;
-      comm_.all_reduce(used_count, ReduceOp::sum);
-      count_collective(used_count, /*from_hook=*/false, /*gradient=*/false);
+      at::Tensor on_device = used_count.to(device_);  // (P,) NCCL reduces device tensors only
+      comm_.all_reduce(on_device, ReduceOp::sum);
+      count_collective(on_device, /*from_hook=*/false, /*gradient=*/false);
+      used_count = on_device.cpu();
     }
     try {
       for (auto& b : buckets_) b.work.wait();  // throws CommunicationError on failure
@@ -500,6 +506,7 @@ class DataParallel final : public GradientSynchronizer {
   DataParallelTraffic step_, last_, total_;
   std::int64_t gradient_bytes_ = 0;
   std::int64_t broadcast_bytes_ = 0;
+  at::Device device_ = at::kCPU;
 };
 
 //! A DataParallel in a shared_ptr, as the trainers take it (SFTTrainer's `data_parallel` argument).
