@@ -168,8 +168,10 @@ inline dist::GradientSynchronizer* distributed(const UpdateSchedule& schedule) {
 //! This rank's mini-batch normalisers made global: the token and non-empty-sequence counts summed over the
 //! ranks, and dp_size the group size when the gradients are averaged (verl's agg_loss scaling; 1 for sum).
 inline void globalise(GlobalBatchInfo& info, dist::GradientSynchronizer& dp) {
-  at::Tensor counts = at::tensor({*info.batch_num_tokens, *info.global_batch_size}, at::kDouble);  // (2,)
+  at::Tensor counts = at::tensor({*info.batch_num_tokens, *info.global_batch_size}, at::kDouble)
+                          .to(dp.device());  // (2,) on the parameters' device (NCCL reduces device tensors)
   dp.all_reduce(counts, ReduceOp::sum);
+  counts = counts.cpu();
   info.batch_num_tokens = counts[0].template item<double>();
   info.global_batch_size = counts[1].template item<double>();
   info.dp_size = dp.reduction() == dist::GradReduction::mean ? dp.world_size() : 1;
@@ -179,7 +181,9 @@ inline void globalise(GlobalBatchInfo& info, dist::GradientSynchronizer& dp) {
 inline void reduce_losses(std::vector<double*> values, dist::GradientSynchronizer& dp) {
   at::Tensor t = at::empty({static_cast<std::int64_t>(values.size())}, at::TensorOptions().dtype(at::kDouble));
   for (std::size_t i = 0; i < values.size(); ++i) t.data_ptr<double>()[i] = *values[i];
+  t = t.to(dp.device());  // (k,)
   dp.all_reduce(t, dp.reduction() == dist::GradReduction::mean ? ReduceOp::avg : ReduceOp::sum);
+  t = t.cpu();
   for (std::size_t i = 0; i < values.size(); ++i) *values[i] = t.data_ptr<double>()[i];
 }
 }  // namespace detail

@@ -156,7 +156,7 @@ class SFTTrainer {
     }
     if (world > 1) {
       dp_->finish();  // .grad = the gradient of the global loss on every rank
-      at::Tensor l = at::scalar_tensor(loss_sum, at::TensorOptions().dtype(at::kDouble));  // ()
+      at::Tensor l = at::scalar_tensor(loss_sum, at::TensorOptions().dtype(at::kDouble).device(dp_->device()));  // ()
       dp_->all_reduce(l, dp_factor != 1.0 ? ReduceOp::avg : ReduceOp::sum);
       loss_sum = l.template item<double>();
     }
@@ -262,7 +262,8 @@ class SFTTrainer {
     verl::detail::check<ConfigError>(rows % world == 0, "verl::trainer::SFTTrainer::step: the global batch has ",
                                      rows, " rows, expected a multiple of the data-parallel size ", world,
                                      " (verl asserts train_batch_size % dp_size == 0)");
-    const auto idx = at::arange(dp_->rank(), rows, world, at::TensorOptions().dtype(at::kLong));  // (rows/N)
+    const auto idx = at::arange(dp_->rank(), rows, world,
+                                at::TensorOptions().dtype(at::kLong).device(global.input_ids.device()));  // (rows/N)
     data::SFTBatch local;
     local.input_ids = global.input_ids.index_select(0, idx);
     local.attention_mask = global.attention_mask.index_select(0, idx);
