@@ -36,6 +36,7 @@
 #include "verl/algos/presets.hpp"
 #include "verl/core/batch.hpp"
 #include "verl/models/actor.hpp"
+#include "verl/models/critic.hpp"
 #include "verl/trainer/ppo_trainer.hpp"
 #include "verl/trainer/ppo_update.hpp"
 #include "verl/trainer/sft_trainer.hpp"
@@ -434,6 +435,51 @@ void check_ppo_update(Gloo& world) {
     // 4 optimizer steps (2 epochs x 2 mini-batches): one bucket each (the gradients fit the first bucket).
     CHECK(dp_schedule.data_parallel->total_traffic().steps == 4);
   }
+
+  // update_critic, the same way: values of a critic, random returns, clipped value loss.
+  using CriticBatch = verl::Batch<verl::fields::input_ids, verl::fields::attention_mask, verl::fields::position_ids,
+                                  verl::fields::responses, verl::fields::response_mask, verl::fields::values,
+                                  verl::fields::returns>;
+  const auto make_critic = [](std::uint64_t seed) {
+    torch::manual_seed(seed);
+    verl::models::HeadConfig head;
+    head.classifier_dropout = 0.0;  // verl's critic worker; the default 0.1 would make the runs random
+    return verl::models::Critic::create(tiny_lm_config(), head);
+  };
+  auto critic0 = make_critic(5);
+  const auto tb = verl::trainer::token_batch_of(batch);
+  torch::Tensor values;
+  {
+    torch::NoGradGuard ng;
+    values = critic0.values(tb);  // (B,R)
+  }
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(99);
+  const auto rmask = batch.get<verl::fields::response_mask>();
+  const auto returns = torch::randn(values.sizes(), gen, torch::kFloat) * rmask.to(torch::kFloat);  // (B,R)
+  const CriticBatch cb(tb.input_ids, tb.attention_mask, tb.position_ids, batch.get<verl::fields::responses>(), rmask,
+                       values * rmask.to(torch::kFloat), returns);
+  const auto single_cb = cb.index_select(torch::tensor(order, torch::kLong));
+  verl::trainer::UpdateSchedule schedule;
+  schedule.ppo_mini_batch_size = kMini;
+  schedule.micro_batch_size = 2;
+  auto single = make_critic(5);
+  auto opt_single = torch::optim::SGD(single.parameters(), torch::optim::SGDOptions(0.5));
+  verl::StepContext ctx_single;
+  verl::trainer::update_critic(single, opt_single, single_cb, schedule, 0.5, verl::LossAggMode::token_mean,
+                               ctx_single);
+  auto mine = make_critic(r == 0 ? 5 : 50 + static_cast<std::uint64_t>(r));
+  auto dp_schedule = schedule;
+  dp_schedule.ppo_mini_batch_size = per_mini;
+  dp_schedule.data_parallel = verl::dist::make_data_parallel(world, mine.parameters());
+  auto opt_dp = torch::optim::SGD(mine.parameters(), torch::optim::SGDOptions(0.5));
+  verl::StepContext ctx_dp;
+  verl::trainer::update_critic(mine, opt_dp, cb.slice(r * chunk, (r + 1) * chunk), dp_schedule, 0.5,
+                               verl::LossAggMode::token_mean, ctx_dp);
+  INFO("update_critic, rank " << r);
+  const auto init = flat(make_critic(5).parameters());
+  REQUIRE((flat(single.parameters()) - init).abs().max().item<double>() > 1e-4);
+  CHECK(torch::allclose(flat(mine.parameters()), flat(single.parameters()), 1e-5, 1e-6));
+  CHECK(ctx_dp.reduced().at("critic/vf_loss") == Approx(ctx_single.reduced().at("critic/vf_loss")).epsilon(1e-5));
   world.barrier();
 }
 
