@@ -242,6 +242,7 @@ struct OptimConfig {
   LRSchedulerType lr_scheduler_type = LRSchedulerType::constant;
   bool zero_indexed_step = true;
   std::optional<std::string> warmup_style;  // deprecated alias of lr_scheduler_type
+  Json override_optimizer_config = nullptr;
 
   template <class V>
   void describe(V& v) {
@@ -261,7 +262,13 @@ struct OptimConfig {
     v("zero_indexed_step", zero_indexed_step, "the schedule counts steps from 0 (true) or from 1 (false)");
     v("warmup_style", warmup_style, "deprecated alias of lr_scheduler_type; when set it replaces it (verl warns)");
     v.ignore("optimizer_impl", "Python module to import the optimizer from");
-    v.ignore("override_optimizer_config", "extra keyword arguments of the Python optimizer constructor");
+    v("override_optimizer_config", override_optimizer_config,
+      "extra arguments of the optimizer; verl-cpp reads `fused` (true: torch's fused AdamW kernel, at::_fused_adamw_, "
+      "TRL's default; false or absent: the for-loop AdamW of verl's default)");
+  }
+  //! override_optimizer_config.fused (false when absent).
+  [[nodiscard]] bool fused() const {
+    return override_optimizer_config.is_object() && override_optimizer_config.value("fused", false);
   }
   void post_init() {
     if (grad_clip) clip_grad = *grad_clip;
@@ -278,6 +285,15 @@ struct OptimConfig {
     require(clip_grad > 0, "clip_grad", "must be > 0, got ", clip_grad);
     if (min_lr_ratio) require(*min_lr_ratio >= 0 && *min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1], got ", *min_lr_ratio);
     require(num_cycles >= 0, "num_cycles", "must be >= 0, got ", num_cycles);
+    require(override_optimizer_config.is_null() || override_optimizer_config.is_object(), "override_optimizer_config",
+            "must be a mapping or null");
+    if (override_optimizer_config.is_object()) {
+      for (const auto& [key, value] : override_optimizer_config.items()) {
+        require(key == "fused", "override_optimizer_config." + key,
+                "is not an argument verl-cpp's AdamW takes (it reads `fused` only)");
+        require(value.is_boolean(), "override_optimizer_config.fused", "must be true or false");
+      }
+    }
   }
 };
 
@@ -888,6 +904,41 @@ struct FilterGroupsConfig {
   }
 };
 
+//! `algorithm.rollout_correction` (verl 0.7.1 RolloutCorrectionConfig). verl-cpp implements bypass mode
+//! with its PPO-clip loss (old_log_probs = the sampler's rollout_log_probs, no recompute pass); the importance
+//! weights and rejection sampling it corrects a separate inference engine with are refused: the rollout here
+//! runs the trained weights in the same precision.
+struct RolloutCorrectionConfig {
+  std::optional<std::string> rollout_is;
+  double rollout_is_threshold = 2.0;
+  std::optional<std::string> rollout_rs;
+  Json rollout_rs_threshold = nullptr;
+  bool bypass_mode = false;
+  std::string loss_type = "ppo_clip";
+  bool rollout_is_batch_normalize = false;
+
+  template <class V>
+  void describe(V& v) {
+    v("rollout_is", rollout_is, "importance-sampling weights token/sequence (not implemented: must be null)");
+    v("rollout_is_threshold", rollout_is_threshold, "upper truncation of the importance weights (unused while rollout_is is null)");
+    v("rollout_rs", rollout_rs, "rejection sampling (not implemented: must be null)");
+    v("rollout_rs_threshold", rollout_rs_threshold, "rejection-sampling threshold (unused while rollout_rs is null)");
+    v("bypass_mode", bypass_mode,
+      "old_log_probs are the rollout's log-probs (needs rollout.calculate_log_probs): the actor's recompute "
+      "pass is skipped; with one mini-batch and one epoch the update is the same");
+    v("loss_type", loss_type, "bypass-mode loss: ppo_clip (reinforce is not implemented)");
+    v("rollout_is_batch_normalize", rollout_is_batch_normalize, "normalise importance weights to mean 1 (not implemented)");
+  }
+  void validate() const {
+    require(!rollout_is, "rollout_is", "is \"", rollout_is.value_or(""), "\"; importance-sampling correction is not "
+            "implemented in verl-cpp (one engine runs the trained weights): set it to null");
+    require(!rollout_rs, "rollout_rs", "is \"", rollout_rs.value_or(""), "\"; rejection sampling is not implemented in "
+            "verl-cpp: set it to null");
+    require(loss_type == "ppo_clip", "loss_type", "is \"", loss_type, "\"; verl-cpp's bypass mode implements ppo_clip only");
+    require(!rollout_is_batch_normalize, "rollout_is_batch_normalize", "is not implemented: set it to false");
+  }
+};
+
 //! `algorithm` (verl AlgoConfig).
 struct AlgorithmConfig {
   double gamma = 1.0;
@@ -898,6 +949,7 @@ struct AlgorithmConfig {
   std::string kl_penalty = "kl";
   KLControlConfig kl_ctrl;
   FilterGroupsConfig filter_groups;
+  RolloutCorrectionConfig rollout_correction;
 
   template <class V>
   void describe(V& v) {
@@ -911,7 +963,7 @@ struct AlgorithmConfig {
     v("filter_groups", filter_groups, "");
     v.ignore("use_pf_ppo", "preference-feedback PPO (not implemented)");
     v.ignore("pf_ppo", "preference-feedback PPO (not implemented)");
-    v.ignore("rollout_correction", "importance-sampling correction for an off-policy inference engine (not needed: one engine)");
+    v("rollout_correction", rollout_correction, "");
   }
   void validate() const {
     require(gamma >= 0 && gamma <= 1, "gamma", "must be in [0, 1], got ", gamma);
@@ -1058,6 +1110,16 @@ struct PPOConfig {
     }
     if (trainer.save_freq > 0 || trainer.resume_mode != ResumeMode::disable) {
       require(!trainer.default_local_dir.empty(), "trainer.default_local_dir", "must not be empty");
+    }
+    if (algorithm.rollout_correction.bypass_mode) {
+      // verl raises at the first step: "bypass_mode=True requires rollout_log_probs in batch".
+      require(rollout.calculate_log_probs, "algorithm.rollout_correction.bypass_mode",
+              "takes old_log_probs from the rollout's log-probs: set actor_rollout_ref.rollout.calculate_log_probs=true");
+      // verl replaces the configured loss with its bypass_mode loss, PPO clip (compute_policy_loss_vanilla).
+      const auto& mode = actor_rollout_ref.actor.policy_loss.loss_mode;
+      require(mode == "vanilla", "algorithm.rollout_correction.bypass_mode",
+              "trains with PPO clip (verl's bypass_mode loss replaces the configured one), but "
+              "actor_rollout_ref.actor.policy_loss.loss_mode is \"", mode, "\": set it to vanilla or turn bypass_mode off");
     }
   }
 

@@ -2,11 +2,12 @@
 //! \file
 //! The standard stages of the RL dataflow (verl's RayPPOTrainer.fit, 0.7.1), in namespace verl::stages:
 //!
-//!   Generate          prompts -> n responses per prompt, a fresh uid per prompt            timing_s/gen
+//!   Generate          prompts -> n responses per prompt, their sampler log-probs, a uid    timing_s/gen
 //!   GreedyBaseline    ReMax: reward of the greedy response of each prompt -> reward_baselines
 //!   Score             rule functions / reward models -> token_level_scores                 timing_s/reward
 //!   ReferenceLogProbs the reference policy's log-probs -> ref_log_probs                    timing_s/ref
 //!   OldLogProbs       the behaviour policy's log-probs -> old_log_probs (+ actor/entropy)  timing_s/old_log_prob
+//!                     (bypass mode: the sampler's rollout_log_probs, no forward pass)
 //!   Values            the critic's values -> values                                        timing_s/values
 //!   RewardKL          token_level_scores - beta * KL -> token_level_rewards (or a copy)    timing_s/kl
 //!   Advantage<E>      estimator E -> advantages, returns                                   timing_s/adv
@@ -50,8 +51,10 @@ using namespace verl::fields;
 
 //! The fields of a prompt batch, the input of the RL pipelines.
 using prompt_fields = field_list<input_ids, attention_mask, position_ids>;
-//! The fields Generate adds.
+//! The fields of a rollout, as the reward and scoring stages read them.
 using rollout_fields = field_list<prompts, responses, response_mask, input_ids, attention_mask, position_ids, uid>;
+//! The fields Generate adds: the rollout and the sampler's log-probs of its tokens (verl's rollout_log_probs).
+using generated_fields = concat_fields_t<rollout_fields, field_list<rollout_log_probs>>;
 //! The fields a stage scoring the responses with a model reads.
 using scoring_fields = field_list<input_ids, attention_mask, position_ids, responses>;
 
@@ -98,11 +101,13 @@ at::Tensor no_grad_micro_batched(const B& batch, std::int64_t micro_batch_size, 
 //! repeat(interleave=True)), the full sequences as input_ids/attention_mask/position_ids, and a uid per prompt
 //! that keeps increasing across steps. With a seed in `params`, call k samples with seed + next_uid (the
 //! number of prompts generated before it), so steps differ and a resumed run draws what the original would.
+//! The actor is always asked for the sampler's log-probs (SamplingParams::return_log_probs; one log_softmax
+//! per decode step): they become `rollout_log_probs`, which OldLogProbs uses in bypass mode.
 template <ActorModel Actor>
 struct Generate {
   static constexpr std::string_view name = "gen";
   using needs = prompt_fields;
-  using produces = rollout_fields;
+  using produces = generated_fields;
 
   Actor* actor;
   SamplingParams params;
@@ -118,9 +123,13 @@ struct Generate {
                     batch.template get<position_ids>()};
     SamplingParams call_params = params;
     if (call_params.seed) *call_params.seed += static_cast<std::uint64_t>(next_uid);
+    call_params.return_log_probs = true;
     const auto b = batch.size();
     const Rollout r = generate_with_progress(p, call_params, b * params.n);
     r.validate();
+    verl::detail::check<ConfigError>(r.log_probs.has_value(), "verl::stages::Generate: the actor's generate() "
+                                     "returned no log_probs although SamplingParams::return_log_probs was set "
+                                     "(the ActorModel contract: Rollout::log_probs is set iff it is asked for)");
     const auto uids = at::arange(next_uid, next_uid + b, at::kLong).repeat_interleave(params.n);  // (B*n,)
     next_uid += b;
     auto out = batch.repeat_interleave(params.n);
@@ -128,8 +137,9 @@ struct Generate {
     out.template set<attention_mask>(r.attention_mask);
     out.template set<position_ids>(r.position_ids);
     ctx.record("rollout/num_sequences", static_cast<double>(r.responses.size(0)));
-    return put<uid>(put<response_mask>(put<responses>(put<prompts>(out, r.prompts), r.responses), r.response_mask),
-                    uids);
+    return put<rollout_log_probs>(
+        put<uid>(put<response_mask>(put<responses>(put<prompts>(out, r.prompts), r.responses), r.response_mask), uids),
+        *r.log_probs);
   }
 
  private:
@@ -237,6 +247,9 @@ struct ReferenceLogProbs {
 };
 
 //! The behaviour policy's log-probs, recomputed by the actor (verl: compute_log_prob), and actor/entropy.
+//! In bypass mode (verl 0.7.1: algorithm.rollout_correction.bypass_mode, apply_bypass_mode) the sampler's
+//! rollout_log_probs become old_log_probs and no forward pass runs; nothing is recorded (verl then reports
+//! actor/entropy only from the update, with actor.calculate_entropy).
 template <ActorModel Actor>
 struct OldLogProbs {
   static constexpr std::string_view name = "old_log_prob";
@@ -247,9 +260,18 @@ struct OldLogProbs {
   double temperature = 1.0;
   std::int64_t micro_batch_size = 16;  //!< verl: rollout.log_prob_micro_batch_size_per_gpu
   LossAggMode loss_agg_mode = LossAggMode::token_mean;
+  bool bypass = false;                 //!< verl: algorithm.rollout_correction.bypass_mode
 
   template <class B>
   auto run(const B& batch, StepContext& ctx) {
+    if (bypass) {
+      if constexpr (B::template has<rollout_log_probs>) {
+        return put<old_log_probs>(batch, batch.template get<rollout_log_probs>());
+      } else {
+        throw ConfigError("verl::stages::OldLogProbs: bypass mode takes old_log_probs from rollout_log_probs, "
+                          "which no stage before it produced (verl: bypass_mode=True requires rollout_log_probs)");
+      }
+    }
     std::vector<at::Tensor> entropies;
     auto logp = detail::no_grad_micro_batched(batch, micro_batch_size, [&](const auto& micro) {
       auto out = actor->log_probs(trainer::token_batch_of(micro), LogProbOptions{temperature, true});

@@ -46,6 +46,7 @@ inline OptimizerOptions optimizer_from(const config::OptimConfig& o) {
   out.lr_scheduler_type = std::string(config::to_string(o.lr_scheduler_type));
   out.min_lr_ratio = o.min_lr_ratio.value_or(0.0);
   out.num_cycles = o.num_cycles;
+  out.fused = o.fused();
   return out;
 }
 }  // namespace detail
@@ -94,6 +95,8 @@ inline std::int64_t per_process_micro(const std::optional<std::int64_t>& per_gpu
   o.clip_ratio_high = actor.clip_ratio_high;
   o.clip_ratio_c = actor.clip_ratio_c;
   o.entropy_coeff = actor.entropy_coeff;
+  o.calculate_entropy = actor.calculate_entropy;
+  o.bypass_mode = c.algorithm.rollout_correction.bypass_mode;
   o.kl_loss_coef = actor.kl_loss_coef;
   o.loss_agg_mode = parse_loss_agg_mode(actor.loss_agg_mode);
   o.actor_optim = detail::optimizer_from(actor.optim);

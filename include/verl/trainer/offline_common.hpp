@@ -22,6 +22,7 @@
 #include "verl/core/errors.hpp"
 #include "verl/core/model_io.hpp"
 #include "verl/trainer/checkpoint_manager.hpp"
+#include "verl/trainer/fused_adamw.hpp"
 #include "verl/trainer/lr_schedule.hpp"
 #include "verl/trainer/metrics.hpp"
 #include "verl/trainer/ppo_update.hpp"  // clip_and_step
@@ -60,6 +61,10 @@ struct OfflineTrainingArguments {
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_epsilon = 1e-8;
+  //! Step with torch's fused AdamW kernel (verl::trainer::FusedAdamW): TrainingArguments' optim
+  //! "adamw_torch_fused" (transformers' default with torch >= 2.8), verl's optim.override_optimizer_config
+  //! {fused: true}. Off by default: the for-loop torch.optim.AdamW, verl's default.
+  bool fused = false;
   //! The learning-rate schedule (lr_scheduler_type, num_warmup_steps, num_training_steps). Deliberate
   //! difference: the default is "constant"; TRL's default is "linear" decay to 0 over max_steps, which needs
   //! the step count: set lr_scheduler_type = "linear" and num_training_steps to get it.
@@ -82,11 +87,11 @@ class OfflineOptimizer {
  public:
   OfflineOptimizer(const std::vector<at::Tensor>& parameters, const OfflineTrainingArguments& args)
       : parameters_(parameters),
-        optimizer_(std::make_unique<torch::optim::AdamW>(
-            parameters, torch::optim::AdamWOptions(args.learning_rate)
-                            .betas({args.adam_beta1, args.adam_beta2})
-                            .eps(args.adam_epsilon)
-                            .weight_decay(args.weight_decay))),
+        optimizer_(make_adamw(parameters, torch::optim::AdamWOptions(args.learning_rate)
+                                              .betas({args.adam_beta1, args.adam_beta2})
+                                              .eps(args.adam_epsilon)
+                                              .weight_decay(args.weight_decay),
+                              args.fused)),
         scheduler_(std::make_unique<LRScheduler>(*optimizer_, args.lr_schedule)),
         max_grad_norm_(args.max_grad_norm) {}
 
@@ -116,6 +121,12 @@ class OfflineOptimizer {
   void set_gradient_synchronizer(std::shared_ptr<dist::GradientSynchronizer> sync) { sync_ = std::move(sync); }
 
  private:
+  static std::unique_ptr<torch::optim::AdamW> make_adamw(const std::vector<at::Tensor>& parameters,
+                                                         const torch::optim::AdamWOptions& options, bool fused) {
+    if (fused) return std::make_unique<FusedAdamW>(parameters, options);
+    return std::make_unique<torch::optim::AdamW>(parameters, options);
+  }
+
   std::shared_ptr<dist::GradientSynchronizer> sync_;
   std::vector<at::Tensor> parameters_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;

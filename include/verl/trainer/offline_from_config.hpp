@@ -126,7 +126,7 @@ inline void check_offline_config(const config::OfflineConfig& c) {
 }
 
 //! TrainingArguments' fields from `optim` and `data`: learning_rate = optim.lr, weight_decay, adam_beta1/2 =
-//! optim.betas, max_grad_norm = optim.clip_grad, per_device_train_batch_size = data.micro_batch_size_per_gpu,
+//! optim.betas, max_grad_norm = optim.clip_grad, fused = optim.override_optimizer_config.fused, per_device_train_batch_size = data.micro_batch_size_per_gpu,
 //! gradient_accumulation_steps = 1 (a step is one provider batch of data.train_batch_size rows).
 [[nodiscard]] inline OfflineTrainingArguments training_arguments_from(const config::OfflineConfig& c,
                                                                       std::int64_t total_steps) {
@@ -139,6 +139,7 @@ inline void check_offline_config(const config::OfflineConfig& c) {
   a.weight_decay = c.optim.weight_decay;
   a.adam_beta1 = c.optim.betas.at(0);
   a.adam_beta2 = c.optim.betas.at(1);
+  a.fused = c.optim.fused();
   a.lr_schedule = lr_schedule_from(c.optim, total_steps);
   return a;
 }

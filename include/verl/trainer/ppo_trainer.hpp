@@ -109,10 +109,17 @@ struct PPOOptions {
   std::optional<double> clip_ratio_high;      //!< actor.clip_ratio_high (default: the algorithm's)
   double clip_ratio_c = 3.0;                  //!< actor.clip_ratio_c
   std::optional<double> entropy_coeff;        //!< actor.entropy_coeff (default: the algorithm's)
+  bool calculate_entropy = false;             //!< actor.calculate_entropy: actor/entropy from the update's forward
   double kl_loss_coef = 0.001;                //!< actor.kl_loss_coef (algorithms with kl_loss)
   std::optional<LossAggMode> loss_agg_mode;   //!< actor.loss_agg_mode (default: the algorithm's)
   OptimizerOptions actor_optim;               //!< actor.optim
   std::int64_t log_prob_micro_batch_size = 16;  //!< rollout/ref log_prob_micro_batch_size_per_gpu
+  //! algorithm.rollout_correction.bypass_mode: old_log_probs are the sampler's rollout_log_probs and the actor's
+  //! recompute pass (timing_s/old_log_prob) is skipped. On-policy (one mini-batch, one epoch) the update uses
+  //! the current log-probs, detached, as verl does, so the step is the same without that forward pass;
+  //! otherwise the PPO ratio is taken against the sampler's log-probs. actor/entropy then comes from the
+  //! update, and only with calculate_entropy or an entropy bonus.
+  bool bypass_mode = false;
 
   // Critic (algorithms whose estimator reads values).
   OptimizerOptions critic_optim{.lr = 1e-5};  //!< critic.optim
@@ -169,6 +176,7 @@ trainer::ActorLossSettings actor_loss_settings(const PPOOptions& o) {
   s.clip_ratio_high = o.clip_ratio_high.value_or(Algorithm::clip_ratio_high);
   s.clip_ratio_c = o.clip_ratio_c;
   s.entropy_coeff = o.entropy_coeff.value_or(Algorithm::entropy_coeff);
+  s.calculate_entropy = o.calculate_entropy;
   s.temperature = o.rollout.temperature > 0 ? o.rollout.temperature : 1.0;
   if constexpr (Algorithm::kl_as_loss) {
     s.kl_loss_type = std::string(Algorithm::kl::estimator::name);
@@ -266,7 +274,7 @@ auto make_rl_pipeline(const PipelineModels<Actor, Critic, Reference>& m, stages:
   }();
   auto score = std::tuple(stages::Score{scorer},
                           stages::OldLogProbs<Actor>{m.actor, temperature, o.log_prob_micro_batch_size,
-                                                     settings.loss_agg_mode});
+                                                     settings.loss_agg_mode, o.bypass_mode});
   auto ref = [&] {
     if constexpr (Set::has_reference)
       return std::tuple(stages::ReferenceLogProbs<Reference>{m.reference, temperature, o.log_prob_micro_batch_size});

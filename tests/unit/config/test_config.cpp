@@ -589,6 +589,43 @@ TEST_CASE("PPOConfig: did-you-mean across sections, type errors and cross-field 
   CHECK(l.config.critic.optim.clip_grad == 0.5);
 }
 
+TEST_CASE("PPOConfig: rollout_correction bypass mode and override_optimizer_config", "[config][ppo]") {
+  auto err = [](const std::vector<std::string>& extra) {
+    std::vector<std::string> ov = kMicroBatches;
+    ov.insert(ov.end(), extra.begin(), extra.end());
+    return error_of([&] { (void)load_config<PPOConfig>(kFixture, ov); });
+  };
+  // verl 0.7.1's defaults: bypass off, no importance weights or rejection sampling; no optimizer overrides.
+  const auto d = load_config<PPOConfig>(kFixture, kMicroBatches).config;
+  CHECK_FALSE(d.algorithm.rollout_correction.bypass_mode);
+  CHECK(d.algorithm.rollout_correction.loss_type == "ppo_clip");
+  CHECK_FALSE(d.actor_rollout_ref.actor.optim.fused());
+  const std::string bypass = "algorithm.rollout_correction.bypass_mode=true";
+  const std::string logps = "actor_rollout_ref.rollout.calculate_log_probs=true";
+  CHECK(err({bypass, logps}).empty());
+  CHECK_THAT(err({bypass}), Contains("`algorithm.rollout_correction.bypass_mode`") &&
+                                Contains("set actor_rollout_ref.rollout.calculate_log_probs=true"));
+  CHECK_THAT(err({bypass, logps, "actor_rollout_ref.actor.policy_loss.loss_mode=gspo"}),
+             Contains("verl's bypass_mode loss replaces the configured one") && Contains("\"gspo\""));
+  CHECK_THAT(err({"algorithm.rollout_correction.rollout_is=token"}),
+             Contains("`algorithm.rollout_correction.rollout_is`") && Contains("set it to null"));
+  CHECK_THAT(err({"algorithm.rollout_correction.rollout_rs=seq_mean_k3"}),
+             Contains("`algorithm.rollout_correction.rollout_rs`") && Contains("rejection sampling is not implemented"));
+  CHECK_THAT(err({"algorithm.rollout_correction.loss_type=reinforce"}), Contains("implements ppo_clip only"));
+  CHECK_THAT(err({"algorithm.rollout_correction.bypass_mod=true"}),
+             Contains("did you mean `algorithm.rollout_correction.bypass_mode`"));
+  // override_optimizer_config: `fused` selects the fused AdamW kernel; anything else is refused.
+  const auto f = load_config<PPOConfig>(kFixture, std::vector<std::string>{kMicroBatches[0], kMicroBatches[1], kMicroBatches[2],
+                                                                           "actor_rollout_ref.actor.optim.override_optimizer_config={fused: true}"});
+  CHECK(f.config.actor_rollout_ref.actor.optim.fused());
+  CHECK_FALSE(f.config.critic.optim.fused());
+  CHECK_THAT(err({"actor_rollout_ref.actor.optim.override_optimizer_config={foreach: true}"}),
+             Contains("`actor_rollout_ref.actor.optim.override_optimizer_config.foreach`") &&
+                 Contains("it reads `fused` only"));
+  CHECK_THAT(err({"critic.optim.override_optimizer_config={fused: 1}"}), Contains("must be true or false"));
+  CHECK_THAT(err({"critic.optim.override_optimizer_config=[1]"}), Contains("must be a mapping or null"));
+}
+
 TEST_CASE("PPOConfig: a short hand-written config, with the keys' lines in errors", "[config][ppo]") {
   verl::test::TempDir dir("config");
   const auto path = dir.path / "grpo.yaml";

@@ -12,6 +12,7 @@
 #include "verl/pipeline/pipeline.hpp"
 #include "verl/pipeline/reward_scorer.hpp"
 #include "verl/pipeline/rl_stages.hpp"
+#include "verl/trainer/from_config.hpp"
 #include "verl/trainer/ppo_trainer.hpp"
 
 #include "temp_dir.hpp"
@@ -211,6 +212,114 @@ TEST_CASE("pipelines: a custom stage is inserted after the reward and runs in th
   CHECK(m2.at("actor/pg_loss") == 0.0);
   CHECK(trainer.global_step() == 2);
   (void)before;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Rollout log-probs and bypass mode (verl 0.7.1: algorithm.rollout_correction.bypass_mode).
+
+namespace {
+// An actor handle that counts its log_probs() calls (the forward passes a stage runs).
+struct CountingActor {
+  Actor inner;
+  std::shared_ptr<int> calls = std::make_shared<int>(0);
+  verl::LogProbOutput log_probs(const verl::TokenBatch& b, const verl::LogProbOptions& o) {
+    ++*calls;
+    return inner.log_probs(b, o);
+  }
+  verl::Rollout generate(const verl::Prompts& p, const verl::SamplingParams& s) { return inner.generate(p, s); }
+  std::vector<torch::Tensor> parameters() { return inner.parameters(); }
+};
+}  // namespace
+
+TEST_CASE("Generate: rollout_log_probs are the tempered policy's log-probs of the sampled tokens",
+          "[trainer][pipeline]") {
+  auto actor = make_actor(1);
+  verl::StepContext ctx;
+  verl::SamplingParams sp;
+  sp.n = 2;
+  sp.max_tokens = 6;
+  sp.temperature = 0.7;
+  sp.seed = 11;
+  verl::stages::Generate<Actor> gen{&actor, sp};
+  const auto rollout = gen.run(prompt_batch(4), ctx);
+  const auto& sampled = rollout.get<rollout_log_probs>();  // (8,R)
+  const auto mask = rollout.get<response_mask>().to(torch::kFloat);
+  REQUIRE(sampled.sizes() == rollout.get<responses>().sizes());
+  CHECK(torch::equal(sampled * (1 - mask), torch::zeros_like(sampled)));  // 0 on padding
+  CHECK((sampled * mask).max().item<double>() <= 0.0);
+  // The recompute pass (full forward, logits / 0.7) agrees with the sampler's (KV-cached) log-probs.
+  verl::stages::OldLogProbs<Actor> recompute{&actor, 0.7, 3};
+  const auto old = recompute.run(rollout, ctx).get<old_log_probs>();
+  CHECK(((old - sampled) * mask).abs().max().item<double>() < 2e-5);
+}
+
+TEST_CASE("OldLogProbs in bypass mode: old_log_probs are the rollout's, with no forward pass",
+          "[trainer][pipeline]") {
+  CountingActor actor{make_actor(1)};
+  verl::StepContext ctx;
+  verl::SamplingParams sp;
+  sp.n = 2;
+  sp.max_tokens = 6;
+  sp.seed = 11;
+  verl::stages::Generate<CountingActor> gen{&actor, sp};
+  const auto rollout = gen.run(prompt_batch(4), ctx);
+  verl::stages::OldLogProbs<CountingActor> bypass{&actor, 1.0, 3, verl::LossAggMode::token_mean, true};
+  const auto out = bypass.run(rollout, ctx);
+  CHECK(*actor.calls == 0);
+  CHECK(torch::equal(out.get<old_log_probs>(), rollout.get<rollout_log_probs>()));
+  CHECK(ctx.reduced().count("actor/entropy") == 0);
+  // Without the sampler's log-probs in the batch there is nothing to bypass with.
+  CHECK_THROWS_WITH(bypass.run(rollout.without<rollout_log_probs>(), ctx),
+                    Catch::Contains("bypass mode takes old_log_probs from rollout_log_probs"));
+  // The recompute pass: one forward per micro-batch of 3 (8 sequences), and actor/entropy.
+  bypass.bypass = false;
+  (void)bypass.run(rollout, ctx);
+  CHECK(*actor.calls == 3);
+  CHECK(ctx.reduced().count("actor/entropy") == 1);
+}
+
+TEST_CASE("bypass mode on-policy: a GRPO step equals the recompute step bit for bit, without its forward pass",
+          "[trainer][pipeline]") {
+  auto run = [](bool bypass, bool calculate_entropy) {
+    auto actor = make_actor(1);
+    Reference ref(make_lm(1));
+    auto o = small_options();  // 4 prompts x 4 samples in one mini-batch, one epoch: on-policy
+    o.bypass_mode = bypass;
+    o.calculate_entropy = calculate_entropy;
+    PPOTrainer<verl::GRPO<>, Actor, verl::no_critic, Reference> trainer(actor, {}, ref, target_fraction_scorer(), o);
+    auto metrics = trainer.step(prompt_batch(4));
+    std::vector<torch::Tensor> weights;
+    for (const auto& p : actor.parameters()) weights.push_back(p.detach().clone());
+    return std::pair(weights, metrics);
+  };
+  const auto [recomputed, m_recomputed] = run(false, false);
+  const auto [bypassed, m_bypassed] = run(true, false);
+  REQUIRE(recomputed.size() == bypassed.size());
+  for (std::size_t i = 0; i < recomputed.size(); ++i) CHECK(torch::equal(recomputed[i], bypassed[i]));
+  CHECK(m_bypassed.at("actor/pg_loss") == m_recomputed.at("actor/pg_loss"));
+  CHECK(m_bypassed.at("actor/grad_norm") == m_recomputed.at("actor/grad_norm"));
+  // The recompute pass reports actor/entropy; bypass mode reports it from the update with calculate_entropy.
+  CHECK(m_recomputed.count("actor/entropy") == 1);
+  CHECK(m_bypassed.count("actor/entropy") == 0);
+  const auto [with_entropy, m_entropy] = run(true, true);
+  REQUIRE(m_entropy.count("actor/entropy") == 1);
+  CHECK(m_entropy.at("actor/entropy") == Approx(m_recomputed.at("actor/entropy")).epsilon(1e-5));
+  for (std::size_t i = 0; i < recomputed.size(); ++i) CHECK(torch::equal(recomputed[i], with_entropy[i]));
+}
+
+TEST_CASE("ppo_options_from: bypass_mode, calculate_entropy and the fused optimizer from verl's keys",
+          "[trainer][pipeline]") {
+  verl::config::PPOConfig c;
+  CHECK_FALSE(verl::trainer::ppo_options_from(c, 10).bypass_mode);
+  CHECK_FALSE(verl::trainer::ppo_options_from(c, 10).actor_optim.fused);
+  c.algorithm.rollout_correction.bypass_mode = true;
+  c.actor_rollout_ref.actor.calculate_entropy = true;
+  c.actor_rollout_ref.actor.optim.override_optimizer_config = nlohmann::ordered_json{{"fused", true}};
+  const auto o = verl::trainer::ppo_options_from(c, 10);
+  CHECK(o.bypass_mode);
+  CHECK(o.calculate_entropy);
+  CHECK(o.actor_optim.fused);
+  CHECK_FALSE(o.critic_optim.fused);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -460,7 +569,7 @@ TEST_CASE("ReplayBuffer: stores informative groups and mixes them into later ste
   auto options = small_options();
   PPOTrainer<verl::DAPO<>, Actor> trainer(actor, {}, {}, target_fraction_scorer(), options);
   using Scored = verl::Batch<input_ids, attention_mask, position_ids, prompts, responses, response_mask, uid,
-                             token_level_scores>;
+                             rollout_log_probs, token_level_scores>;
   verl::stages::ReplayBuffer<Scored> replay;
   replay.replay_groups = 2;
   auto pipeline = verl::insert_after<verl::stages::Score>(trainer.default_pipeline(), replay);
