@@ -24,7 +24,9 @@
 // spec: {"model": dir, "prompts": [[ids...], ...] (all of one length; steps x prompts_per_step of them, used in
 //        order), "prompts_per_step": P, "n": 8, "response_length": R, "steps": K (timed), "warmup_steps": 1,
 //        "threads": 2, "lr": 1e-6, "kl_coef": 0.04, "temperature": 1.0, "seed": 0, "micro_batch_size": P*n,
-//        "eos_token_id": 1, "pad_token_id": 0, "fused_adamw": false (true: torch's fused AdamW, TRL's default)}
+//        "eos_token_id": 1, "pad_token_id": 0, "fused_adamw": false (true: torch's fused AdamW, TRL's default),
+//        "bypass_mode": false (true: old log-probs are the sampler's, no recompute pass; verl's
+//        algorithm.rollout_correction.bypass_mode)}
 // The reward is the one the comparison gives TRL: the fraction of response tokens whose id is even, computed on
 // the decoded text ("12 7 40" -> 2/3).
 #include <benchmark/benchmark.h>
@@ -118,6 +120,7 @@ struct StepSetup {
   std::int64_t eos_token_id = 1;
   std::int64_t pad_token_id = 0;
   bool fused_adamw = false;  // torch's fused AdamW kernel (TRL's default optimizer, adamw_torch_fused)
+  bool bypass_mode = false;  // old_log_probs = the sampler's log-probs, no recompute pass (PPOOptions::bypass_mode)
 };
 
 verl::models::ActorOptions actor_options(const StepSetup& s) {
@@ -145,6 +148,7 @@ verl::trainer::PPOOptions trainer_options(const StepSetup& s) {
   o.actor_optim.lr = s.lr;
   o.actor_optim.weight_decay = 0.0;  // TRL's default
   o.actor_optim.fused = s.fused_adamw;
+  o.bypass_mode = s.bypass_mode;
   o.kl_loss_coef = s.kl_coef;        // k3 KL loss, as TRL's beta
   o.total_training_steps = 1 << 20;
   return o;
@@ -316,6 +320,7 @@ int run_workload(const std::string& path) {
   s.eos_token_id = spec_value<std::int64_t>(spec, "eos_token_id", 1);
   s.pad_token_id = spec_value<std::int64_t>(spec, "pad_token_id", 0);
   s.fused_adamw = spec_value<bool>(spec, "fused_adamw", false);
+  s.bypass_mode = spec_value<bool>(spec, "bypass_mode", false);
   const auto steps = spec_value<std::int64_t>(spec, "steps", 1);
   const auto warmup = spec_value<std::int64_t>(spec, "warmup_steps", 1);
   const auto rows = spec.at("prompts").get<std::vector<std::vector<std::int64_t>>>();

@@ -27,9 +27,13 @@ What is the same on both sides:
   threads      --threads intra-op threads on both sides (torch.set_num_threads here, OMP_NUM_THREADS and
                at::set_num_threads in the C++ process)
   timing       the first --warmup steps are run and left out; the table is the mean over --steps further steps
-Known difference in work: verl computes the behaviour (old) log-probs in every step (verl's pipeline always has the
-old_log_prob stage; it also gives actor/entropy); TRL skips that forward pass when the update is on-policy. verl-cpp
-therefore does one more forward pass per step than TRL; the table shows it under log-probs.
+  old log-probs --old-log-probs bypass (default): verl-cpp takes the behaviour log-probs from the sampler (verl's
+               algorithm.rollout_correction.bypass_mode) and, the update being on-policy, trains with the current
+               log-probs detached, as TRL does when it skips that forward pass (num_iterations 1, one step per
+               generation): the same work and, on verl-cpp's side, the same weights as the recompute mode (tested).
+               --old-log-probs recompute: verl's default pipeline, which recomputes them in a forward pass of the
+               actor every step (timing_s/old_log_prob, also giving actor/entropy): one forward pass more than TRL,
+               shown under log-probs.
 
 Phases (seconds per step):
   generation   verl-cpp timing_s/gen | TRL GRPOTrainer._generate (tokenise prompts, generate, decode)
@@ -120,7 +124,8 @@ def run_verl(bench: str, model_dir: str, prompts, args) -> dict:
     spec = {"model": model_dir, "prompts": prompts, "prompts_per_step": args.prompts, "n": args.n,
             "response_length": args.response_length, "steps": args.steps, "warmup_steps": args.warmup,
             "threads": args.threads, "lr": args.lr, "kl_coef": args.beta, "temperature": 1.0, "seed": args.seed,
-            "eos_token_id": 1, "pad_token_id": 0, "fused_adamw": args.optim == "fused"}
+            "eos_token_id": 1, "pad_token_id": 0, "fused_adamw": args.optim == "fused",
+            "bypass_mode": args.old_log_probs == "bypass"}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
         path = f.name
@@ -240,6 +245,9 @@ def main() -> int:
                     help="AdamW on both sides: torch's fused kernel (transformers' default with torch >= 2.8, "
                          "optim=adamw_torch_fused; verl-cpp's FusedAdamW) or the unfused one (adamw_torch; "
                          "torch::optim::AdamW, verl's default)")
+    ap.add_argument("--old-log-probs", default="bypass", choices=["bypass", "recompute"],
+                    help="verl-cpp's behaviour log-probs: the sampler's (bypass mode; TRL does no pass for them "
+                         "on-policy) or recomputed by a forward pass of the actor (verl's default pipeline)")
     args = ap.parse_args()
     for k, v in MODELS[args.model].items():
         if getattr(args, k) is None:
@@ -270,7 +278,8 @@ def main() -> int:
     print(f"# TRL {trl.__version__}, transformers {transformers.__version__}, torch {torch.__version__}, "
           f"threads {args.threads}; model {args.model} ({n_params / 1e6:.1f}M parameters, vocab {vocab}); "
           f"{args.prompts} prompts x n={args.n}, prompt {args.prompt_length} + response {args.response_length} "
-          f"tokens; beta {args.beta}; {args.warmup} warm-up + {args.steps} timed steps; AdamW {args.optim}")
+          f"tokens; beta {args.beta}; {args.warmup} warm-up + {args.steps} timed steps; AdamW {args.optim}; "
+          f"verl-cpp old log-probs: {args.old_log_probs}")
     with tempfile.TemporaryDirectory() as d:
         model.save_pretrained(d)
         del model

@@ -13,6 +13,7 @@
 #include "verl/pipeline/reward_scorer.hpp"
 #include "verl/pipeline/rl_stages.hpp"
 #include "verl/trainer/from_config.hpp"
+#include "verl/trainer/offline_common.hpp"
 #include "verl/trainer/ppo_trainer.hpp"
 
 #include "temp_dir.hpp"
@@ -157,6 +158,14 @@ TEST_CASE("OptimizerOptions::fused: the trainers' AdamW is FusedAdamW, with the 
   CHECK(got.betas() == std::make_tuple(0.8, 0.9));
   CHECK(got.eps() == 1e-6);
   CHECK(got.weight_decay() == 0.1);
+  // The offline trainers' optimizer (SFT, DPO, KTO) takes the same switch.
+  verl::trainer::OfflineTrainingArguments args;
+  args.learning_rate = 0.25;
+  CHECK(dynamic_cast<verl::trainer::FusedAdamW*>(&verl::trainer::OfflineOptimizer({p}, args).optimizer()) == nullptr);
+  args.fused = true;
+  verl::trainer::OfflineOptimizer offline({p}, args);
+  REQUIRE(dynamic_cast<verl::trainer::FusedAdamW*>(&offline.optimizer()) != nullptr);
+  CHECK(offline.optimizer().param_groups().at(0).options().get_lr() == 0.25);
 }
 
 TEST_CASE("StepContext: verl's reduce_metrics rule (max/min by name, else mean)", "[trainer][pipeline]") {
