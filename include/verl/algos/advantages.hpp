@@ -35,6 +35,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -477,6 +478,60 @@ inline bool use_cpu_kernel(const at::Tensor& rewards, const at::Tensor& mask) {
 //! returns_t = sum_{s >= t} r_s m_s (reward-to-go over valid tokens), advantages = returns - b * m, with b
 //! the (B,) reward of the greedy response. Vectorised in verl too; same tensor operations here.
 //! \param reward_baselines (B,) floating.
+namespace detail {
+//! compute_remax_outcome_advantage in one backward pass per row, when rewards and baselines share a float/double
+//! dtype S that the mask promotes to; else nullopt (the tensor expression runs). The bits are ATen's: r * m is
+//! the product in S, ATen's CPU cumsum accumulates in at::acc_type<S, false> (double for float and double) and
+//! rounds each running total to S, and the advantage is that total minus the product b * S(m), in S.
+template <class S, class M>
+VERL_DETAIL_NO_FP_CONTRACT void remax_rows(const S* r, const M* m, const S* base, S* ret, S* adv, std::int64_t b0,
+                                           std::int64_t b1, std::int64_t cols) {
+  VERL_DETAIL_NO_FP_CONTRACT_BODY
+  for (std::int64_t b = b0; b < b1; ++b) {
+    const S* rr = r + b * cols;
+    const M* mr = m + b * cols;
+    S* out_ret = ret + b * cols;
+    S* out_adv = adv + b * cols;
+    const S baseline = base[b];
+    double total = 0;
+    for (std::int64_t t = cols - 1; t >= 0; --t) {
+      const S mask = static_cast<S>(mr[t]);
+      total += static_cast<double>(static_cast<S>(rr[t] * mask));
+      const S to_go = static_cast<S>(total);
+      out_ret[t] = to_go;
+      out_adv[t] = static_cast<S>(to_go - static_cast<S>(baseline * mask));
+    }
+  }
+}
+
+inline std::optional<AdvantageOutput> remax_fused(const at::Tensor& rewards, const at::Tensor& baselines,
+                                                  const at::Tensor& mask) {
+  const auto s = rewards.scalar_type();
+  if (!all_cpu({&rewards, &baselines, &mask}) || rewards.dim() != 2 || baselines.scalar_type() != s ||
+      at::result_type(rewards, mask) != s || rewards.requires_grad() || baselines.requires_grad() ||
+      mask.requires_grad() || (s != at::kFloat && s != at::kDouble))
+    return std::nullopt;
+  const auto r = rewards.contiguous();
+  const auto m = mask.contiguous();
+  const auto base = baselines.contiguous();
+  auto ret = at::empty(r.sizes(), r.options());  // (B,T)
+  auto adv = at::empty(r.sizes(), r.options());  // (B,T)
+  const std::int64_t rows = r.size(0), cols = r.size(1);
+  const bool done = dispatch_value_mask(s, m.scalar_type(), [&](auto sv, auto mv) {
+    using SV = decltype(sv);
+    using MV = decltype(mv);
+    const SV* rp = r.data_ptr<SV>();
+    const MV* mp = m.data_ptr<MV>();
+    const SV* bp = base.data_ptr<SV>();
+    SV* retp = ret.data_ptr<SV>();
+    SV* advp = adv.data_ptr<SV>();
+    parallel_rows(rows, cols * 4, [&](std::int64_t b0, std::int64_t b1) { remax_rows(rp, mp, bp, retp, advp, b0, b1, cols); });
+  });
+  if (!done) return std::nullopt;
+  return AdvantageOutput{adv, ret};
+}
+}  // namespace detail
+
 [[nodiscard]] inline AdvantageOutput compute_remax_outcome_advantage(const at::Tensor& token_level_rewards,
                                                                      const at::Tensor& reward_baselines,
                                                                      const at::Tensor& response_mask) {
@@ -487,6 +542,7 @@ inline bool use_cpu_kernel(const at::Tensor& rewards, const at::Tensor& mask) {
                                   owner, ": `reward_baselines` must be a (B,) tensor with B = ",
                                   token_level_rewards.size(0), ", got ",
                                   reward_baselines.defined() ? reward_baselines.sizes() : at::IntArrayRef{});
+  if (auto fused = detail::remax_fused(token_level_rewards, reward_baselines, response_mask)) return *std::move(fused);
   const auto returns = (token_level_rewards * response_mask).flip({-1}).cumsum(-1).flip({-1});  // (B,T)
   const auto advantages = returns - reward_baselines.unsqueeze(-1) * response_mask;           // (B,T)
   return {advantages, returns};
@@ -568,7 +624,7 @@ inline at::Tensor std_plus_eps(const GroupStats& s, const at::Tensor& scores, do
   const auto mean = detail::per_item_tensor(stats.mean, scores.scalar_type(), scores.device());  // (B,)
   auto a = scores - mean;                                                                          // (B,)
   if (norm_adv_by_std_in_grpo) a = a / detail::std_plus_eps(stats, scores, epsilon);
-  const auto advantages = a.unsqueeze(-1) * response_mask;  // (B,T)
+  const auto advantages = detail::row_times_mask(a, response_mask);  // (B,T)
   return {advantages, advantages};
 }
 
@@ -600,7 +656,7 @@ inline at::Tensor std_plus_eps(const GroupStats& s, const at::Tensor& scores, do
         a.item<double>();
   }
   const auto advantages =
-      detail::per_item_tensor(adv, scores.scalar_type(), scores.device()).unsqueeze(-1) * response_mask;  // (B,T)
+      detail::row_times_mask(detail::per_item_tensor(adv, scores.scalar_type(), scores.device()), response_mask);  // (B,T)
   return {advantages, advantages};
 }
 
@@ -623,7 +679,7 @@ inline at::Tensor std_plus_eps(const GroupStats& s, const at::Tensor& scores, do
   const auto mean = detail::per_item_tensor(stats.mean, scores.scalar_type(), scores.device());  // (B,)
   const auto loo = (scores * n) / (n - 1) - (mean * n) / (n - 1);                               // (B,)
   const auto a = at::where(n > 1, loo, scores);                                                  // (B,)
-  const auto advantages = a.unsqueeze(-1) * response_mask;                                       // (B,T)
+  const auto advantages = detail::row_times_mask(a, response_mask);                              // (B,T)
   return {advantages, advantages};
 }
 
@@ -650,7 +706,7 @@ inline at::Tensor std_plus_eps(const GroupStats& s, const at::Tensor& scores, do
     for (const auto i : members) baseline[static_cast<std::size_t>(i)] = b;
   }
   const auto a = scores - detail::per_item_tensor(baseline, scores.scalar_type(), scores.device());  // (B,)
-  const auto advantages = a.unsqueeze(-1) * response_mask;                                          // (B,T)
+  const auto advantages = detail::row_times_mask(a, response_mask);                                 // (B,T)
   return {advantages, advantages};
 }
 
@@ -708,7 +764,7 @@ inline at::Tensor std_plus_eps(const GroupStats& s, const at::Tensor& scores, do
   const auto stats = detail::group_stats(scores, index, false);
   const auto mean = detail::per_item_tensor(stats.mean, scores.scalar_type(), scores.device());  // (B,)
   const auto a = (scale * (scores - mean)) / f_norm;                                              // (B,)
-  const auto advantages = a.unsqueeze(-1) * response_mask;                                        // (B,T)
+  const auto advantages = detail::row_times_mask(a, response_mask);                               // (B,T)
   return {advantages, advantages};
 }
 

@@ -20,6 +20,7 @@
 #include <ATen/TensorIterator.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/result_type.h>
 #include <ATen/ops/rsqrt_ops.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/sum.h>
@@ -64,6 +65,41 @@ bool dispatch_value_mask(at::ScalarType value, at::ScalarType mask, F&& f) {
 //! True when every defined tensor is a CPU tensor.
 inline bool all_cpu(std::initializer_list<const at::Tensor*> ts) {
   return std::all_of(ts.begin(), ts.end(), [](const at::Tensor* t) { return !t->defined() || t->is_cpu(); });
+}
+
+//! `a.unsqueeze(-1) * mask` for a (B,) and mask (B,T) (how the outcome estimators tile a per-sequence advantage
+//! over the response), in one pass. Why: with a float `a` and an integer or bool mask ATen's multiply runs its
+//! dynamic-casting loop, which converts element by element (~4 ns per element, 16 ms at (1024,4096) on one core).
+//! Here each element is the same single IEEE product, a[b] * S(mask[b,t]) in the result dtype S, so the bits are
+//! ATen's. Falls back to ATen when the result dtype is not a's (e.g. float a, double mask), for non-CPU tensors,
+//! other shapes, or when autograd is involved.
+inline at::Tensor row_times_mask(const at::Tensor& a, const at::Tensor& mask) {
+  const bool fast = a.defined() && mask.defined() && a.dim() == 1 && mask.dim() == 2 && a.size(0) == mask.size(0) &&
+                    all_cpu({&a, &mask}) && !a.requires_grad() && !mask.requires_grad() &&
+                    at::result_type(a, mask) == a.scalar_type();
+  if (fast) {
+    const auto av = a.contiguous();
+    const auto m = mask.contiguous();
+    auto out = at::empty(m.sizes(), av.options());  // (B,T)
+    const std::int64_t rows = m.size(0), cols = m.size(1);
+    const bool done = dispatch_value_mask(av.scalar_type(), m.scalar_type(), [&](auto s, auto mk) {
+      using S = decltype(s);
+      using M = decltype(mk);
+      const S* ap = av.data_ptr<S>();
+      const M* mp = m.data_ptr<M>();
+      S* op = out.data_ptr<S>();
+      parallel_rows(rows, cols, [&](std::int64_t b0, std::int64_t b1) {
+        for (std::int64_t b = b0; b < b1; ++b) {
+          const S x = ap[b];
+          const M* mrow = mp + b * cols;
+          S* orow = op + b * cols;
+          for (std::int64_t t = 0; t < cols; ++t) orow[t] = x * static_cast<S>(mrow[t]);
+        }
+      });
+    });
+    if (done) return out;
+  }
+  return a.unsqueeze(-1) * mask;
 }
 
 //! verl's `torch.where(mask.bool(), x, 0.0) * mask` for one element: the summand of masked_sum.
