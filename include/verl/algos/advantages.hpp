@@ -487,19 +487,32 @@ template <class S, class M>
 VERL_DETAIL_NO_FP_CONTRACT void remax_rows(const S* r, const M* m, const S* base, S* ret, S* adv, std::int64_t b0,
                                            std::int64_t b1, std::int64_t cols) {
   VERL_DETAIL_NO_FP_CONTRACT_BODY
-  for (std::int64_t b = b0; b < b1; ++b) {
-    const S* rr = r + b * cols;
-    const M* mr = m + b * cols;
-    S* out_ret = ret + b * cols;
-    S* out_adv = adv + b * cols;
-    const S baseline = base[b];
+  // Each row's running total is a chain of dependent adds (~4 cycles each): kRows rows advance together so
+  // that their chains overlap.
+  constexpr std::int64_t kRows = 4;
+  std::int64_t b = b0;
+  for (; b + kRows <= b1; b += kRows) {
+    double total[kRows] = {};
+    for (std::int64_t t = cols - 1; t >= 0; --t) {
+      for (std::int64_t k = 0; k < kRows; ++k) {
+        const std::int64_t i = (b + k) * cols + t;
+        const S mask = static_cast<S>(m[i]);
+        total[k] += static_cast<double>(static_cast<S>(r[i] * mask));
+        const S to_go = static_cast<S>(total[k]);
+        ret[i] = to_go;
+        adv[i] = static_cast<S>(to_go - static_cast<S>(base[b + k] * mask));
+      }
+    }
+  }
+  for (; b < b1; ++b) {
     double total = 0;
     for (std::int64_t t = cols - 1; t >= 0; --t) {
-      const S mask = static_cast<S>(mr[t]);
-      total += static_cast<double>(static_cast<S>(rr[t] * mask));
+      const std::int64_t i = b * cols + t;
+      const S mask = static_cast<S>(m[i]);
+      total += static_cast<double>(static_cast<S>(r[i] * mask));
       const S to_go = static_cast<S>(total);
-      out_ret[t] = to_go;
-      out_adv[t] = static_cast<S>(to_go - static_cast<S>(baseline * mask));
+      ret[i] = to_go;
+      adv[i] = static_cast<S>(to_go - static_cast<S>(base[b] * mask));
     }
   }
 }
