@@ -97,6 +97,25 @@ function(_verl_make_test_main)
                               PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
 endfunction()
 
+# Unity builds of the unit tests. The test files of one area use the same library code (the models, the trainers,
+# the rollout engine: header-only templates and inline functions), and every translation unit that uses it parses,
+# instantiates and optimises it again. Compiled as one translation unit, a group does that once: at -O2,
+# tests/unit/dist/test_data_parallel.cpp (80 CPU-s) and test_fully_sharded_trainers.cpp (95 CPU-s) take 94 CPU-s
+# together. A test file keeps everything in a namespace named after it, so
+# that its helpers and using-directives do not meet another file's. VERL_UNITY_TESTS=OFF compiles every file alone
+# (a quicker rebuild while editing one test file).
+option(VERL_UNITY_TESTS "Compile groups of unit-test files as one translation unit (less compile CPU)" ON)
+
+# verl_unity_group(<target> <group> <files...>): <files> of <target> are compiled as one translation unit (when
+# VERL_UNITY_TESTS is on); the target's other files are compiled one by one.
+function(verl_unity_group target group)
+  if(NOT VERL_UNITY_TESTS)
+    return()
+  endif()
+  set_target_properties(${target} PROPERTIES UNITY_BUILD ON UNITY_BUILD_MODE GROUP)
+  set_source_files_properties(${ARGN} PROPERTIES UNITY_GROUP "${group}")
+endfunction()
+
 # verl_add_unit_tests(<target> LABELS <labels...> SOURCES <files...> [PROPERTIES <ctest properties...>]):
 # one Catch2 executable; each TEST_CASE becomes a CTest entry carrying <labels> (and the extra properties,
 # e.g. FIXTURES_REQUIRED for parity tests).

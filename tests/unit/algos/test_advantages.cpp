@@ -8,6 +8,8 @@
 
 #include <string>
 
+namespace test_advantages {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::core_algos;
 using verl::test::GoldenCase;
 using verl::test::describe;
@@ -364,3 +366,5 @@ TEST_CASE("golden comparisons: bit for bit on the golden machine, within 4 ulps 
   const auto here = verl::test::this_machine();
   CHECK(std::count(here.begin(), here.end(), '/') >= 2);
 }
+
+}  // namespace test_advantages

@@ -9,6 +9,8 @@
 
 #include <cmath>
 
+namespace test_entropy {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::core_algos;
 
 TEST_CASE("entropy functions match verl 0.7.1 golden vectors", "[algos][entropy]") {
@@ -80,3 +82,5 @@ TEST_CASE("entropy functions reject bad shapes and chunk sizes", "[algos][entrop
   CHECK_THROWS_WITH(compute_entropy_loss(torch::zeros({2, 3}), torch::ones({2, 3})), Catch::Contains("expected 3 (B,R,V)"));
   CHECK_THROWS_WITH(compute_entropy_loss(torch::zeros({2, 3, 4}), torch::ones({2, 4})), Catch::Contains("expected [2, 3]"));
 }
+
+}  // namespace test_entropy

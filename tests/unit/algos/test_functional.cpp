@@ -6,6 +6,8 @@
 
 #include <limits>
 
+namespace test_functional {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::functional;
 
 TEST_CASE("masked_sum and masked_mean ignore values outside the mask, NaN included", "[algos][functional]") {
@@ -49,3 +51,5 @@ TEST_CASE("masked_whiten gives zero mean and unit unbiased variance on the mask"
   const auto unshifted = masked_whiten(values, mask, /*shift_mean=*/false);
   CHECK(torch::allclose(unshifted - masked_mean(values, mask), w));
 }
+
+}  // namespace test_functional

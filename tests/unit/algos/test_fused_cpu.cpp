@@ -19,6 +19,8 @@
 
 #include <string>
 
+namespace test_fused_cpu {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::core_algos;
 
 namespace {
@@ -209,3 +211,5 @@ TEST_CASE("fused policy losses agree with verl's sequence, Clip-Cov and KL-Cov p
     }
   }
 }
+
+}  // namespace test_fused_cpu

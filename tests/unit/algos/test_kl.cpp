@@ -11,6 +11,8 @@
 #include <string>
 #include <variant>
 
+namespace test_kl {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::core_algos;
 
 TEST_CASE("kl_penalty and compute_rewards match verl 0.7.1 golden vectors bit for bit", "[algos][kl]") {
@@ -91,3 +93,5 @@ TEST_CASE("kl_penalty rejects unknown estimators and mismatched shapes", "[algos
   CHECK_THROWS_WITH(kl_penalty(t, t, "k4"), Catch::Contains("\"k4\" is not implemented"));
   CHECK_THROWS_WITH(kl_penalty(t, torch::zeros({3, 2}), "kl"), Catch::Contains("expected [2, 3]"));
 }
+
+}  // namespace test_kl

@@ -8,6 +8,8 @@
 
 #include <string>
 
+namespace test_loss_agg {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::core_algos;
 
 namespace {
@@ -102,3 +104,5 @@ TEST_CASE("agg_loss float32 agrees with float64", "[algos][losses][agg]") {
           Approx(agg_loss(mat, mask, mode).item<double>()).epsilon(1e-5));
   }
 }
+
+}  // namespace test_loss_agg

@@ -11,6 +11,8 @@
 #include <sstream>
 #include <string>
 
+namespace test_optimal_token_baseline {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::core_algos;
 using verl::test::GoldenCase;
 using verl::test::describe;
@@ -215,3 +217,5 @@ TEST_CASE("OTB estimators take old log-probs and sum pi^2 in their own compute o
   in.index.reset();
   CHECK_THROWS_WITH(OptimalTokenBaseline{}.compute(in, x.logp, x.sum_pi_sq), Catch::Contains("AdvantageInputs::index"));
 }
+
+}  // namespace test_optimal_token_baseline

@@ -11,6 +11,8 @@
 #include <functional>
 #include <string>
 
+namespace test_policy_losses {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::core_algos;
 using verl::PolicyLossOutput;
 
@@ -274,3 +276,5 @@ TEST_CASE("typed policies satisfy verl::PolicyLoss and call their kernels", "[al
   in.response_mask = torch::ones({4, 6}, torch::kLong);
   CHECK_THROWS_AS(verl::losses::GSPO{}.compute(in), verl::ShapeError);
 }
+
+}  // namespace test_policy_losses

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+namespace test_pref_dpo {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::pref;
 
 namespace {
@@ -244,3 +246,5 @@ TEST_CASE("dpo_loss rejects what TRL rejects, with clear messages", "[algos][pre
   CHECK(torch::equal(dpo_loss(x, x, x, x, {.loss_type = DPOLossType::hinge, .label_smoothing = 0.2}).losses,
                      dpo_loss(x, x, x, x, {.loss_type = DPOLossType::hinge}).losses));
 }
+
+}  // namespace test_pref_dpo

@@ -11,6 +11,8 @@
 #include <cmath>
 #include <string>
 
+namespace test_pref_kto {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::pref;
 
 namespace {
@@ -138,3 +140,5 @@ TEST_CASE("kto_loss errors", "[algos][pref]") {
   CHECK_THROWS_WITH(kto_loss(x, x, x, torch::zeros({2}, torch::kFloat64), x, x), Catch::Contains("reference_chosen_logps"));
   CHECK_THROWS_AS(kto_loss(x, x.to(torch::kFloat32), x, x, x.to(torch::kFloat32), x), verl::ShapeError);
 }
+
+}  // namespace test_pref_kto

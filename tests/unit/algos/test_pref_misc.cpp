@@ -17,6 +17,8 @@
 #include <vector>
 #include <string>
 
+namespace test_pref_misc {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::pref;
 
 namespace {
@@ -200,3 +202,5 @@ TEST_CASE("sft_nll_loss hand-worked values, edge cases, gradients", "[algos][pre
   CHECK_THROWS_AS(sft_nll_loss(x, y.to(torch::kInt)), verl::ShapeError);
   CHECK_THROWS_WITH(sft_nll_loss(x.reshape({10, 6}), y), Catch::Contains("(B,T,V)"));
 }
+
+}  // namespace test_pref_misc

@@ -4,6 +4,8 @@
 
 #include "catch_torch.hpp"
 
+namespace test_presets {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 TEST_CASE("Dr. GRPO's estimator keeps the group mean baseline but not the std division", "[algos][presets]") {
   // One group of two: scores 1 and 0, mean 0.5. GRPO divides by std(1, 0) = 0.7071 (unbiased) + eps.
   verl::AdvantageInputs in;
@@ -15,3 +17,5 @@ TEST_CASE("Dr. GRPO's estimator keeps the group mean baseline but not the std di
   CHECK(torch::allclose(dr.select(1, 0), torch::tensor({0.5, -0.5})));
   CHECK(torch::allclose(grpo.select(1, 0), torch::tensor({0.5, -0.5}) / (std::sqrt(0.5) + 1e-6)));
 }
+
+}  // namespace test_presets

@@ -8,6 +8,8 @@
 
 #include <string>
 
+namespace test_value_loss {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::core_algos;
 
 TEST_CASE("compute_value_loss matches verl 0.7.1 golden vectors bit for bit", "[algos][losses][value]") {
@@ -77,3 +79,5 @@ TEST_CASE("compute_value_loss rejects bad shapes and modes", "[algos][losses][va
                     Catch::Contains("`returns` has shape [2, 2], expected [2, 3]"));
   CHECK_THROWS_AS(compute_value_loss(t, t, t, t, 0.2, "token-sum"), verl::ConfigError);
 }
+
+}  // namespace test_value_loss

@@ -9,6 +9,7 @@
 // torch.distributed.device_mesh.init_device_mesh (row-major mesh = arange(world).view(shape)).
 #include "catch_torch.hpp"
 
+#include "dist_test_support.hpp"
 #include "error_of.hpp"
 #include "temp_dir.hpp"
 #include "verl/dist/device_mesh.hpp"
@@ -28,6 +29,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+namespace test_c10d {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
 
 using verl::ReduceOp;
 using verl::test::error_of;
@@ -56,14 +59,7 @@ constexpr auto kTimeout = 5000ms;  // collectives and rendezvous of the worker r
 //! Starts `n` ranks of this executable in `mode`; the launcher's own timeout keeps a hang from stalling CTest.
 verl::dist::LocalLaunchResult run_ranks(int n, const std::string& mode,
                                         std::chrono::milliseconds grace = std::chrono::milliseconds(5000)) {
-  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  verl::dist::LocalLaunchOptions options;
-  options.nprocs = n;
-  options.grace_period = grace;
-  options.kill_after = 2000ms;
-  options.timeout = 25000ms;
-  options.env = {{"VERL_C10D_TEST_MODE", mode}, {"OMP_NUM_THREADS", "1"}};
-  auto result = verl::dist::launch_local(exe, {"[.c10d_worker]"}, options);
+  auto result = verl::test::launch_self(n, "[.c10d_worker]", {{"VERL_C10D_TEST_MODE", mode}}, 25000ms, grace);
   INFO(result.summary());
   return result;
 }
@@ -573,3 +569,5 @@ TEST_CASE("launch_local: torchrun's variables, exit statuses, termination of the
                Catch::Matchers::Contains("cannot start `/nonexistent/verl_program` as rank 0"));
   }
 }
+
+}  // namespace test_c10d

@@ -20,6 +20,7 @@
 // few hundred terms in another order).
 #include "catch_torch.hpp"
 
+#include "dist_test_support.hpp"
 #include "error_of.hpp"
 #include "verl/dist/data_parallel.hpp"
 #include "verl/dist/gloo.hpp"
@@ -53,8 +54,11 @@
 #include <string>
 #include <vector>
 
+namespace test_data_parallel {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using verl::ReduceOp;
 using verl::test::error_of;
+using verl::test::flat;
 using namespace std::chrono_literals;
 
 namespace {
@@ -96,12 +100,6 @@ torch::Tensor summed_loss(Mlp& m, const torch::Tensor& x, const torch::Tensor& y
   return (m->forward(x, use_extra) - y).pow(2).sum();  // ()
 }
 
-torch::Tensor flat(const std::vector<torch::Tensor>& ts) {
-  std::vector<torch::Tensor> parts;
-  for (const auto& t : ts) parts.push_back(t.detach().reshape({-1}));
-  return torch::cat(parts);
-}
-
 //! The parameters of the layers whose names start with one of `prefixes`, in registration order.
 std::vector<torch::Tensor> params_of(Mlp& m, const std::vector<std::string>& prefixes) {
   std::vector<torch::Tensor> ps;
@@ -122,16 +120,9 @@ namespace {
 
 using Gloo = verl::dist::ProcessGroupCommunicator<verl::dist::gloo>;
 
-//! Starts `n` ranks of this executable in `mode`; the launcher's timeout keeps a hang from stalling CTest.
+//! Starts `n` ranks of this executable in `mode`.
 verl::dist::LocalLaunchResult run_ranks(int n, const std::string& mode) {
-  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  verl::dist::LocalLaunchOptions options;
-  options.nprocs = n;
-  options.grace_period = 5000ms;
-  options.kill_after = 2000ms;
-  options.timeout = 60000ms;
-  options.env = {{"VERL_DP_TEST_MODE", mode}, {"OMP_NUM_THREADS", "1"}};
-  return verl::dist::launch_local(exe, {"[.dp_worker]"}, options);
+  return verl::test::launch_self(n, "[.dp_worker]", {{"VERL_DP_TEST_MODE", mode}}, 60000ms);
 }
 
 //! DP training of the MLP equals one process on the global batch; broadcast; overlap; traffic; no_sync.
@@ -289,39 +280,11 @@ void check_mlp(Gloo& world) {
 }
 
 #if VERL_DP_TEST_MODELS
-verl::models::TransformerConfig tiny_lm_config() {
-  nlohmann::json j{{"model_type", "qwen2"},        {"vocab_size", 64},          {"hidden_size", 32},
-                   {"intermediate_size", 48},      {"num_hidden_layers", 2},    {"num_attention_heads", 4},
-                   {"num_key_value_heads", 2},     {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-6},
-                   {"tie_word_embeddings", false}, {"pad_token_id", 0},         {"eos_token_id", 1}};
-  return verl::models::TransformerConfig::from_json(j);
-}
-
 verl::models::Actor tiny_actor(std::uint64_t seed) {
   torch::manual_seed(seed);
-  verl::models::CausalLM lm(tiny_lm_config());
+  verl::models::CausalLM lm(verl::test::tiny_qwen2_config());
   lm->init_weights(0.05);
   return verl::models::Actor(lm);
-}
-
-//! A right-padded SFT batch of `rows` rows (lengths 5..12, prompt of 2..4 tokens without loss), step-seeded.
-verl::data::SFTBatch sft_batch(int step, std::int64_t rows) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(77 + step);
-  constexpr std::int64_t T = 12;
-  verl::data::SFTBatch b;
-  b.input_ids = torch::zeros({rows, T}, torch::kLong);
-  b.attention_mask = torch::zeros({rows, T}, torch::kLong);
-  b.loss_mask = torch::zeros({rows, T}, torch::kLong);
-  for (std::int64_t i = 0; i < rows; ++i) {
-    const auto len = 5 + torch::randint(0, 8, {1}, gen).item<std::int64_t>();
-    const auto prompt = 2 + torch::randint(0, 3, {1}, gen).item<std::int64_t>();
-    b.input_ids[i].narrow(0, 0, len).copy_(torch::randint(2, 64, {len}, gen));
-    b.attention_mask[i].narrow(0, 0, len).fill_(1);
-    b.loss_mask[i].narrow(0, prompt, len - prompt).fill_(1);
-    b.indices.push_back(static_cast<std::size_t>(i));
-  }
-  b.position_ids = (b.attention_mask.cumsum(1) - 1).clamp_min(0);
-  return b;
 }
 
 //! SFTTrainer over 2 ranks equals the 1-process SFTTrainer on the same global batches.
@@ -339,7 +302,7 @@ void check_sft(Gloo& world) {
   const auto before = flat(single.policy().parameters());
   CHECK(torch::equal(flat(actor.parameters()), before));
   for (int step = 0; step < 2; ++step) {
-    const auto batch = sft_batch(step, 4 * world.world_size());
+    const auto batch = verl::test::sft_batch(step, 4 * world.world_size());
     const auto m = trainer.step(batch);
     const auto ms = single.step(batch);
     INFO("step " << step << ", rank " << world.rank());
@@ -352,37 +315,9 @@ void check_sft(Gloo& world) {
     CHECK(dp->last_step_traffic().collectives == 1);
   }
   REQUIRE((flat(single.policy().parameters()) - before).abs().max().item<double>() > 1e-4);
-  CHECK_THAT(error_of([&] { trainer.step(sft_batch(0, 2 * world.world_size() + 1)); }),
+  CHECK_THAT(error_of([&] { trainer.step(verl::test::sft_batch(0, 2 * world.world_size() + 1)); }),
              Catch::Matchers::Contains("expected a multiple of the data-parallel size"));
   world.barrier();
-}
-
-using UpdateBatch = verl::Batch<verl::fields::input_ids, verl::fields::attention_mask, verl::fields::position_ids,
-                                verl::fields::responses, verl::fields::response_mask, verl::fields::old_log_probs,
-                                verl::fields::advantages>;
-
-//! `rows` rollouts of a 4-token prompt and a right-padded response of 1..5 tokens, with old log-probs from
-//! `actor` and random advantages (masked).
-UpdateBatch update_batch(verl::models::Actor& actor, std::int64_t rows) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(4242);
-  constexpr std::int64_t P = 4, R = 5;
-  auto ids = torch::randint(2, 64, {rows, P + R}, gen);       // (B,T)
-  auto mask = torch::ones({rows, P + R}, torch::kLong);        // (B,T)
-  for (std::int64_t i = 0; i < rows; ++i) {
-    const auto len = 1 + torch::randint(0, R, {1}, gen).item<std::int64_t>();
-    mask[i].narrow(0, P + len, R - len).zero_();
-    ids[i].narrow(0, P + len, R - len).zero_();
-  }
-  const auto pos = (mask.cumsum(1) - 1).clamp_min(0);            // (B,T)
-  const auto responses = ids.narrow(1, P, R).contiguous();        // (B,R)
-  const auto rmask = mask.narrow(1, P, R).contiguous();           // (B,R)
-  torch::Tensor old;
-  {
-    torch::NoGradGuard ng;
-    old = actor.log_probs(verl::TokenBatch{ids, mask, pos, R}).log_probs;  // (B,R)
-  }
-  const auto adv = torch::randn({rows, R}, gen, torch::kFloat) * rmask.to(torch::kFloat);  // (B,R)
-  return UpdateBatch(ids, mask, pos, responses, rmask, old, adv);
 }
 
 //! update_policy and update_critic over N ranks (each its contiguous chunk, per-rank mini-batches of mini/N
@@ -391,15 +326,12 @@ void check_ppo_update(Gloo& world) {
   const int n = world.world_size(), r = world.rank();
   constexpr std::int64_t kRows = 16, kMini = 8;  // 2 optimizer steps per epoch
   auto reference_actor = tiny_actor(9);
-  const auto batch = update_batch(reference_actor, kRows);
+  const auto batch = verl::test::update_batch(reference_actor, kRows, torch::kFloat);
   // Rank r's chunk is rows [r*16/N, (r+1)*16/N); its k-th mini-batch is rows k*8/N.. of that chunk. The global
   // mini-batch k of the data-parallel run is the union over ranks: the single-process batch is re-ordered so
   // that its k-th mini-batch is that union (in rank order).
   const std::int64_t chunk = kRows / n, per_mini = kMini / n;
-  std::vector<std::int64_t> order;
-  for (std::int64_t k = 0; k < kRows / kMini; ++k)
-    for (std::int64_t q = 0; q < n; ++q)
-      for (std::int64_t i = 0; i < per_mini; ++i) order.push_back(q * chunk + k * per_mini + i);
+  const auto order = verl::test::data_parallel_row_order(kRows, kMini, n);
   const auto single_batch = batch.index_select(torch::tensor(order, torch::kLong));
   const auto my_chunk = batch.slice(r * chunk, (r + 1) * chunk);
   for (auto mode : {verl::LossAggMode::token_mean, verl::LossAggMode::seq_mean_token_mean}) {
@@ -444,7 +376,7 @@ void check_ppo_update(Gloo& world) {
     torch::manual_seed(seed);
     verl::models::HeadConfig head;
     head.classifier_dropout = 0.0;  // verl's critic worker; the default 0.1 would make the runs random
-    return verl::models::Critic::create(tiny_lm_config(), head);
+    return verl::models::Critic::create(verl::test::tiny_qwen2_config(), head);
   };
   auto critic0 = make_critic(5);
   const auto tb = verl::trainer::token_batch_of(batch);
@@ -495,7 +427,7 @@ void check_grpo(Gloo& world) {
     ao.generation.eos_token_ids = {1};
     ao.generation.pad_token_id = 0;
     torch::manual_seed(seed);
-    verl::models::CausalLM lm(tiny_lm_config());
+    verl::models::CausalLM lm(verl::test::tiny_qwen2_config());
     lm->init_weights(0.05);
     return verl::models::Actor(lm, ao);
   };
@@ -637,3 +569,5 @@ TEST_CASE("DataParallel over the 1-rank group leaves the gradients as one proces
              }),
              Catch::Matchers::Contains("parameter 0 is undefined, sparse or not floating-point"));
 }
+
+}  // namespace test_data_parallel

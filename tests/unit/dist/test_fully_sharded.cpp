@@ -14,6 +14,7 @@
 // relative 1e-10, parameters after three AdamW steps to 1e-10 relative + 1e-12 absolute (observed: ~1e-15).
 #include "catch_torch.hpp"
 
+#include "dist_test_support.hpp"
 #include "error_of.hpp"
 #include "temp_dir.hpp"
 #include "verl/dist/fully_sharded.hpp"
@@ -39,6 +40,9 @@
 #include <string>
 #include <vector>
 
+namespace test_fully_sharded {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
+using verl::test::bitwise_equal;
 using verl::test::error_of;
 using namespace std::chrono_literals;
 
@@ -71,18 +75,7 @@ verl::models::TransformerConfig tiny_config() {
 
 //! The model in float64, every parameter random (biases and norm weights too), the same for one seed.
 verl::models::CausalLM tiny_model(std::uint64_t seed) {
-  torch::manual_seed(seed);
-  verl::models::CausalLM lm(tiny_config());
-  lm->to(at::kDouble);
-  at::NoGradGuard no_grad;
-  for (auto& item : lm->named_parameters()) {
-    if (item.key().find("norm.weight") != std::string::npos) {
-      item.value().uniform_(0.5, 1.5);
-    } else {
-      item.value().normal_(0.0, 0.2);
-    }
-  }
-  return lm;
+  return verl::test::random_causal_lm(tiny_config(), seed, 0.2);
 }
 
 //! The global batch: (4,8) tokens, rows 1 and 3 left-padded by 2 and 1 columns; positions count real tokens.
@@ -147,15 +140,6 @@ void check_close(const std::vector<std::pair<std::string, at::Tensor>>& got,
     INFO("max abs diff " << diff);
     CHECK(torch::allclose(got[i].second, want[i].second, 1e-10, 1e-12));
   }
-}
-
-bool bitwise_equal(const std::vector<std::pair<std::string, at::Tensor>>& a,
-                   const std::vector<std::pair<std::string, at::Tensor>>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (a[i].first != b[i].first || !torch::equal(a[i].second, b[i].second)) return false;
-  }
-  return true;
 }
 
 //! A two-layer network for generic units: a = Linear(2,3) (9 parameters: odd, padded on 2 and 4 ranks) and
@@ -367,14 +351,8 @@ using Gloo = verl::dist::ProcessGroupCommunicator<verl::dist::gloo>;
 
 //! Starts `n` ranks of this executable in `mode`, saving into `dir`.
 verl::dist::LocalLaunchResult run_ranks(int n, const std::string& mode, const std::filesystem::path& dir) {
-  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  verl::dist::LocalLaunchOptions options;
-  options.nprocs = n;
-  options.grace_period = 5000ms;
-  options.kill_after = 2000ms;
-  options.timeout = 60000ms;
-  options.env = {{"VERL_FSDP_TEST_MODE", mode}, {"VERL_FSDP_TEST_DIR", dir.string()}, {"OMP_NUM_THREADS", "1"}};
-  return verl::dist::launch_local(exe, {"[.fsdp_worker]"}, options);
+  return verl::test::launch_self(n, "[.fsdp_worker]", {{"VERL_FSDP_TEST_MODE", mode}, {"VERL_FSDP_TEST_DIR", dir.string()}},
+                                 60000ms);
 }
 
 }  // namespace
@@ -547,3 +525,5 @@ TEST_CASE("FSDP on a CUDA device: offloaded AdamW states on the CPU, training eq
       c10::make_intrusive<c10d::HashStore>(), 0, 1, {.timeout = 20000ms}));
 #endif
 }
+
+}  // namespace test_fully_sharded

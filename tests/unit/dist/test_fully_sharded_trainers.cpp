@@ -24,6 +24,7 @@
 // test_data_parallel.cpp), compared at 1e-4 relative / 1e-6 absolute.
 #include "catch_torch.hpp"
 
+#include "dist_test_support.hpp"
 #include "error_of.hpp"
 #include "temp_dir.hpp"
 #include "verl/dist/data_parallel.hpp"
@@ -54,6 +55,8 @@
 #include <string>
 #include <vector>
 
+namespace test_fully_sharded_trainers {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using verl::test::error_of;
 using namespace std::chrono_literals;
 
@@ -61,18 +64,14 @@ namespace {
 
 using Single = verl::dist::SingleProcessCommunicator;
 
-verl::models::TransformerConfig tiny_config() {
-  nlohmann::json j{{"model_type", "qwen2"},        {"vocab_size", 64},          {"hidden_size", 32},
-                   {"intermediate_size", 48},      {"num_hidden_layers", 2},    {"num_attention_heads", 4},
-                   {"num_key_value_heads", 2},     {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-6},
-                   {"tie_word_embeddings", false}, {"pad_token_id", 0},         {"eos_token_id", 1}};
-  return verl::models::TransformerConfig::from_json(j);
-}
+using verl::test::bitwise_equal;
+using verl::test::sft_batch;
+using verl::test::UpdateBatch;
 
 //! The tiny actor, the same weights for one seed, in `dtype`.
 verl::models::Actor tiny_actor(std::uint64_t seed, at::ScalarType dtype = at::kDouble) {
   torch::manual_seed(seed);
-  verl::models::CausalLM lm(tiny_config());
+  verl::models::CausalLM lm(verl::test::tiny_qwen2_config());
   lm->init_weights(0.05);
   lm->to(dtype);
   verl::models::ActorOptions ao;
@@ -98,35 +97,6 @@ double max_diff(const std::vector<std::pair<std::string, torch::Tensor>>& a,
     d = std::max(d, (a[i].second.to(torch::kDouble) - b[i].second.to(torch::kDouble)).abs().max().item<double>());
   }
   return d;
-}
-
-bool bitwise_equal(const std::vector<std::pair<std::string, torch::Tensor>>& a,
-                   const std::vector<std::pair<std::string, torch::Tensor>>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (a[i].first != b[i].first || !torch::equal(a[i].second, b[i].second)) return false;
-  }
-  return true;
-}
-
-//! A right-padded SFT batch of `rows` rows (lengths 5..12, prompt of 2..4 tokens without loss), step-seeded.
-verl::data::SFTBatch sft_batch(int step, std::int64_t rows) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(77 + step);
-  constexpr std::int64_t T = 12;
-  verl::data::SFTBatch b;
-  b.input_ids = torch::zeros({rows, T}, torch::kLong);
-  b.attention_mask = torch::zeros({rows, T}, torch::kLong);
-  b.loss_mask = torch::zeros({rows, T}, torch::kLong);
-  for (std::int64_t i = 0; i < rows; ++i) {
-    const auto len = 5 + torch::randint(0, 8, {1}, gen).item<std::int64_t>();
-    const auto prompt = 2 + torch::randint(0, 3, {1}, gen).item<std::int64_t>();
-    b.input_ids[i].narrow(0, 0, len).copy_(torch::randint(2, 64, {len}, gen));
-    b.attention_mask[i].narrow(0, 0, len).fill_(1);
-    b.loss_mask[i].narrow(0, prompt, len - prompt).fill_(1);
-    b.indices.push_back(static_cast<std::size_t>(i));
-  }
-  b.position_ids = (b.attention_mask.cumsum(1) - 1).clamp_min(0);
-  return b;
 }
 
 //! SFT options with clipping that acts (the tiny model's gradient norms are ~1; checked below).
@@ -158,16 +128,10 @@ namespace {
 using Gloo = verl::dist::ProcessGroupCommunicator<verl::dist::gloo>;
 using ShardedActor = verl::dist::FullyShardedActor<Gloo>;
 
-//! Starts `n` ranks of this executable in `mode`; the launcher's timeout keeps a hang from stalling CTest.
+//! Starts `n` ranks of this executable in `mode` (saving into `dir`).
 verl::dist::LocalLaunchResult run_ranks(int n, const std::string& mode, const std::filesystem::path& dir = {}) {
-  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  verl::dist::LocalLaunchOptions options;
-  options.nprocs = n;
-  options.grace_period = 5000ms;
-  options.kill_after = 2000ms;
-  options.timeout = 90000ms;
-  options.env = {{"VERL_FSDP_TRAINERS_MODE", mode}, {"VERL_FSDP_TRAINERS_DIR", dir.string()}, {"OMP_NUM_THREADS", "1"}};
-  return verl::dist::launch_local(exe, {"[.fsdp_trainers_worker]"}, options);
+  return verl::test::launch_self(n, "[.fsdp_trainers_worker]",
+                                 {{"VERL_FSDP_TRAINERS_MODE", mode}, {"VERL_FSDP_TRAINERS_DIR", dir.string()}}, 90000ms);
 }
 
 //! SFTTrainer fully sharded over N ranks equals the 1-process SFTTrainer and the data-parallel one on the same
@@ -316,48 +280,17 @@ void check_resume(Gloo& world, const std::filesystem::path& dir) {
   world.barrier();
 }
 
-using UpdateBatch = verl::Batch<verl::fields::input_ids, verl::fields::attention_mask, verl::fields::position_ids,
-                                verl::fields::responses, verl::fields::response_mask, verl::fields::old_log_probs,
-                                verl::fields::advantages>;
-
-//! `rows` rollouts of a 4-token prompt and a right-padded response of 1..5 tokens, with old log-probs from
-//! `actor` and random advantages (masked).
-UpdateBatch update_batch(verl::models::Actor& actor, std::int64_t rows) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(4242);
-  constexpr std::int64_t P = 4, R = 5;
-  auto ids = torch::randint(2, 64, {rows, P + R}, gen);  // (B,T)
-  auto mask = torch::ones({rows, P + R}, torch::kLong);   // (B,T)
-  for (std::int64_t i = 0; i < rows; ++i) {
-    const auto len = 1 + torch::randint(0, R, {1}, gen).item<std::int64_t>();
-    mask[i].narrow(0, P + len, R - len).zero_();
-    ids[i].narrow(0, P + len, R - len).zero_();
-  }
-  const auto pos = (mask.cumsum(1) - 1).clamp_min(0);      // (B,T)
-  const auto responses = ids.narrow(1, P, R).contiguous();  // (B,R)
-  const auto rmask = mask.narrow(1, P, R).contiguous();     // (B,R)
-  torch::Tensor old;
-  {
-    torch::NoGradGuard ng;
-    old = actor.log_probs(verl::TokenBatch{ids, mask, pos, R}).log_probs;  // (B,R)
-  }
-  const auto adv = torch::randn({rows, R}, gen, torch::kDouble) * rmask.to(torch::kDouble);  // (B,R)
-  return UpdateBatch(ids, mask, pos, responses, rmask, old, adv);
-}
-
 //! update_policy with a fully sharded actor over N ranks (each its contiguous chunk, per-rank mini-batches of
 //! mini/N rows) equals one process on the same global mini-batches; fixed and dynamic micro-batches.
 void check_ppo_update(Gloo& world) {
   const int n = world.world_size(), r = world.rank();
   constexpr std::int64_t kRows = 16, kMini = 8;  // 2 optimizer steps per epoch
   auto reference_actor = tiny_actor(9);
-  const auto batch = update_batch(reference_actor, kRows);
+  const auto batch = verl::test::update_batch(reference_actor, kRows, torch::kDouble);
   // Rank r's chunk is rows [r*16/N, (r+1)*16/N); its k-th mini-batch is rows k*8/N.. of that chunk: the global
   // mini-batch k is their union, so the single-process batch is re-ordered to hold it as its k-th (rank order).
   const std::int64_t chunk = kRows / n, per_mini = kMini / n;
-  std::vector<std::int64_t> order;
-  for (std::int64_t k = 0; k < kRows / kMini; ++k)
-    for (std::int64_t q = 0; q < n; ++q)
-      for (std::int64_t i = 0; i < per_mini; ++i) order.push_back(q * chunk + k * per_mini + i);
+  const auto order = verl::test::data_parallel_row_order(kRows, kMini, n);
   const auto single_batch = batch.index_select(torch::tensor(order, torch::kLong));
   const auto my_chunk = batch.slice(r * chunk, (r + 1) * chunk);
   const auto adamw = [] { return torch::optim::AdamWOptions(1e-2).weight_decay(0.01); };
@@ -647,3 +580,5 @@ TEST_CASE("FullyShardedActor on one rank: an ActorModel the trainers train as th
   for (const auto& [k, v] : back.full_state_dict()) back_f32.emplace_back(k, v.to(torch::kFloat));
   CHECK(bitwise_equal(back_f32, full_f32));
 }
+
+}  // namespace test_fully_sharded_trainers

@@ -34,6 +34,7 @@
 // prints the largest difference seen (0 in our runs).
 #include "catch_torch.hpp"
 
+#include "dist_test_support.hpp"
 #include "error_of.hpp"
 #include "verl/dist/device_mesh.hpp"
 #include "verl/dist/fully_sharded.hpp"
@@ -58,6 +59,8 @@
 #include <utility>
 #include <vector>
 
+namespace test_resharded_generation {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using verl::test::error_of;
 using namespace std::chrono_literals;
 
@@ -69,36 +72,15 @@ constexpr std::int64_t kVocab = 64;
 //! intermediate 64, 2 layers, the second with a sliding window of 4 (so windowed masks meet the cache),
 //! vocabulary 64, untied head.
 verl::models::TransformerConfig tiny_config() {
-  verl::models::TransformerConfig c;
-  c.model_type = "qwen2";
+  auto c = verl::test::tiny_transformer_config("qwen2", kVocab, 64);
   c.qkv_bias = true;
-  c.vocab_size = kVocab;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 64;
-  c.rms_norm_eps = 1e-6;
   c.sliding_windows = {0, 4};
   return c;
 }
 
 //! Every parameter random (norm weights around 1), the same on every rank for one seed.
 verl::models::CausalLM tiny_model(std::uint64_t seed) {
-  torch::manual_seed(seed);
-  verl::models::CausalLM lm(tiny_config());
-  lm->to(at::kDouble);  // the config's dtype names checkpoint dtypes only (float32, bfloat16, float16)
-  at::NoGradGuard no_grad;
-  for (auto& item : lm->named_parameters()) {
-    if (item.key().find("norm.weight") != std::string::npos) {
-      item.value().uniform_(0.5, 1.5);
-    } else {
-      item.value().normal_(0.0, 0.25);
-    }
-  }
-  return lm;
+  return verl::test::random_causal_lm(tiny_config(), seed, 0.25);
 }
 
 //! A CausalLM holding `state` (name, value) exactly.
@@ -261,14 +243,7 @@ namespace {
 using Gloo = verl::dist::ProcessGroupCommunicator<verl::dist::gloo>;
 
 verl::dist::LocalLaunchResult run_ranks(int n) {
-  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  verl::dist::LocalLaunchOptions options;
-  options.nprocs = n;
-  options.grace_period = 5000ms;
-  options.kill_after = 2000ms;
-  options.timeout = 90000ms;
-  options.env = {{"OMP_NUM_THREADS", "1"}};
-  return verl::dist::launch_local(exe, {"[.tp_generation_worker]"}, options);
+  return verl::test::launch_self(n, "[.tp_generation_worker]", {}, 90000ms);
 }
 
 //! The KV-cached forward of the TP model equals the unsharded model's: a prefill of the prompts, a decode
@@ -429,3 +404,5 @@ TEST_CASE("tensor-parallel generation: multi-process tests", "[dist][tp_generati
        "verl::dist::gloo is unavailable");
 }
 #endif
+
+}  // namespace test_resharded_generation

@@ -12,6 +12,7 @@
 // communicators' traffic()) equal the closed forms derived below; HybridEngine moves fewer bytes than naive.
 #include "catch_torch.hpp"
 
+#include "dist_test_support.hpp"
 #include "error_of.hpp"
 #include "verl/dist/device_mesh.hpp"
 #include "verl/dist/gloo.hpp"
@@ -29,6 +30,8 @@
 #include <string>
 #include <vector>
 
+namespace test_resharding {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using verl::test::error_of;
 using namespace std::chrono_literals;
 
@@ -36,36 +39,11 @@ namespace {
 
 //! The tiny model of the brief: hidden 32, 4 heads (head_dim 8), 2 key/value heads, 2 layers, vocabulary 64,
 //! intermediate 64, no biases, untied head.
-verl::models::TransformerConfig tiny_config() {
-  verl::models::TransformerConfig c;
-  c.model_type = "llama";
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 64;
-  c.rms_norm_eps = 1e-6;
-  c.sliding_windows = {0, 0};
-  return c;
-}
+verl::models::TransformerConfig tiny_config() { return verl::test::tiny_transformer_config("llama", 64, 64); }
 
 //! float64, every parameter random (norm weights too), the same on every rank for one seed.
 verl::models::CausalLM tiny_model(std::uint64_t seed) {
-  torch::manual_seed(seed);
-  verl::models::CausalLM lm(tiny_config());
-  lm->to(at::kDouble);
-  at::NoGradGuard no_grad;
-  for (auto& item : lm->named_parameters()) {
-    if (item.key().find("norm.weight") != std::string::npos) {
-      item.value().uniform_(0.5, 1.5);
-    } else {
-      item.value().normal_(0.0, 0.3);
-    }
-  }
-  return lm;
+  return verl::test::random_causal_lm(tiny_config(), seed, 0.3);
 }
 
 //! A group that must never communicate (argument checks happen before any collective).
@@ -103,14 +81,7 @@ namespace {
 using Gloo = verl::dist::ProcessGroupCommunicator<verl::dist::gloo>;
 
 verl::dist::LocalLaunchResult run_ranks(int n) {
-  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  verl::dist::LocalLaunchOptions options;
-  options.nprocs = n;
-  options.grace_period = 5000ms;
-  options.kill_after = 2000ms;
-  options.timeout = 90000ms;
-  options.env = {{"OMP_NUM_THREADS", "1"}};
-  return verl::dist::launch_local(exe, {"[.reshard_worker]"}, options);
+  return verl::test::launch_self(n, "[.reshard_worker]", {}, 90000ms);
 }
 
 void check_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
@@ -265,3 +236,5 @@ TEST_CASE("resharding: multi-process tests", "[dist][reshard]") {
        "verl::dist::gloo is unavailable");
 }
 #endif
+
+}  // namespace test_resharding

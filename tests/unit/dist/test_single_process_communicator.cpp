@@ -7,6 +7,8 @@
 
 #include <vector>
 
+namespace test_single_process_communicator {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using verl::test::error_of;
 
 TEST_CASE("SingleProcessCommunicator is the 1-rank group", "[dist][communicator]") {
@@ -79,3 +81,5 @@ TEST_CASE("SingleProcessCommunicator is the 1-rank group", "[dist][communicator]
   }
   comm.barrier();
 }
+
+}  // namespace test_single_process_communicator

@@ -20,6 +20,7 @@
 // logsumexp - sum softmax * logits), as verl::core_algos::entropy_from_logits implements them.
 #include "catch_torch.hpp"
 
+#include "dist_test_support.hpp"
 #include "error_of.hpp"
 #include "verl/algos/entropy.hpp"
 #include "verl/dist/device_mesh.hpp"
@@ -38,6 +39,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+namespace test_tensor_parallel {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
 
 using verl::dist::TensorParallelGroup;
 using verl::test::error_of;
@@ -77,18 +80,7 @@ struct NoCommunication {
 
 //! A tiny Llama (biases everywhere, untied head) or Qwen3 (q/k norm, tied embeddings, a sliding layer, pad id).
 verl::models::TransformerConfig tiny_config(const std::string& type) {
-  verl::models::TransformerConfig c;
-  c.model_type = type;
-  c.vocab_size = 128;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 64;
-  c.rms_norm_eps = 1e-6;
-  c.sliding_windows = {0, 0};
+  auto c = verl::test::tiny_transformer_config(type, 128, 64);
   if (type == "llama") {
     c.attention_bias = true;
     c.mlp_bias = true;
@@ -104,18 +96,7 @@ verl::models::TransformerConfig tiny_config(const std::string& type) {
 //! The unsharded model in float64 with every parameter random (biases and norm weights too, so that each
 //! takes part in the comparison), the same on every rank for one seed.
 verl::models::CausalLM tiny_model(const verl::models::TransformerConfig& c, std::uint64_t seed) {
-  torch::manual_seed(seed);
-  verl::models::CausalLM lm(c);
-  lm->to(at::kDouble);
-  at::NoGradGuard no_grad;
-  for (auto& item : lm->named_parameters()) {
-    if (item.key().find("norm.weight") != std::string::npos) {
-      item.value().uniform_(0.5, 1.5);
-    } else {
-      item.value().normal_(0.0, 0.3);
-    }
-  }
-  return lm;
+  return verl::test::random_causal_lm(c, seed, 0.3);
 }
 
 }  // namespace
@@ -194,16 +175,9 @@ namespace {
 
 using Gloo = verl::dist::ProcessGroupCommunicator<verl::dist::gloo>;
 
-//! Starts `n` ranks of this executable in `mode`; the launcher's timeout keeps a hang from stalling CTest.
+//! Starts `n` ranks of this executable in `mode`.
 verl::dist::LocalLaunchResult run_ranks(int n, const std::string& mode) {
-  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  verl::dist::LocalLaunchOptions options;
-  options.nprocs = n;
-  options.grace_period = 5000ms;
-  options.kill_after = 2000ms;
-  options.timeout = 90000ms;
-  options.env = {{"VERL_TP_TEST_MODE", mode}, {"OMP_NUM_THREADS", "1"}};
-  return verl::dist::launch_local(exe, {"[.tp_worker]"}, options);
+  return verl::test::launch_self(n, "[.tp_worker]", {{"VERL_TP_TEST_MODE", mode}}, 90000ms);
 }
 
 //! Rank r's input of rank-dependent tests: slice r of one tensor drawn with the same seed everywhere.
@@ -548,3 +522,5 @@ TEST_CASE("tensor parallelism: multi-process tests", "[dist][tp]") {
        "verl::dist::gloo is unavailable");
 }
 #endif
+
+}  // namespace test_tensor_parallel

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <string>
 
+namespace test_heads {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
 
 using namespace verl::models;
 using nlohmann::json;
@@ -328,3 +329,5 @@ TEST_CASE("Heads checkpoints: missing backbone, unknown and misshapen tensors ar
   CHECK(error_of<verl::ConfigError>([&] { (void)Critic::load(dir, quiet); }).find("classifier_dropout") !=
         std::string::npos);
 }
+
+}  // namespace test_heads

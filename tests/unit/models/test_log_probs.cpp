@@ -14,6 +14,8 @@
 #include <functional>
 #include <string>
 
+namespace test_log_probs {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using verl::models::linear_log_probs;
 using verl::models::LinearLogProbOptions;
 
@@ -366,3 +368,5 @@ TEST_CASE("linear_log_probs keeps peak memory at O(chunk x V), the naive path do
   CHECK(naive_peak > (std::int64_t{128} << 20));   // the check can see the (N,V) tensors
   CHECK(fused_peak < (std::int64_t{24} << 20));    // 2 MiB chunk + 2.5 MiB grads + allocator/thread slack
 }
+
+}  // namespace test_log_probs

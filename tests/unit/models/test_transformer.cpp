@@ -17,6 +17,8 @@
 #include <set>
 #include <string>
 
+namespace test_transformer {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::models;
 using nlohmann::json;
 
@@ -561,3 +563,5 @@ TEST_CASE("HF directory: missing and unexpected tensors are listed by name, shap
   write(untied_state);
   CHECK_THROWS_WITH(load_causal_lm(tmp.path), Catch::Contains("missing 1 tensor(s) `lm_head.weight`"));
 }
+
+}  // namespace test_transformer

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+namespace test_engine {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::models;
 using namespace verl::rollout;
 using nlohmann::json;
@@ -554,3 +556,5 @@ TEST_CASE("decode_linear: the same result on 1 and 2 threads, fallbacks to at::l
   CHECK(!verl::rollout::decode_linear_applies(x, wt));
   CHECK(torch::equal(decode_linear(x, wt), torch::linear(x, wt)));
 }
+
+}  // namespace test_engine

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+namespace test_paged_attention {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::rollout;
 using torch::indexing::Slice;
 using verl::test::error_of;
@@ -379,3 +381,5 @@ TEST_CASE("paged_attention and write_kv reject bad inputs with messages naming t
              Catch::Contains("slot 12 is out of range, expected slots in [0, num_blocks * block_size = 12)"));
   CHECK(wide.eq(0).all().item<bool>());  // nothing was written before the error
 }
+
+}  // namespace test_paged_attention

@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+namespace test_sampler {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using verl::SamplingParams;
 using verl::rollout::SampleOutput;
 using verl::rollout::SamplingRow;
@@ -553,3 +555,5 @@ TEST_CASE("StopStringMatcher with the byte-level BPE fixture's decode (HFTokeniz
     CHECK(first_stop_by_matcher(ids, m) == first_stop_by_full_decode(ids, stops, decode));
   }
 }
+
+}  // namespace test_sampler

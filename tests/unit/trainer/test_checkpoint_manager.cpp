@@ -33,6 +33,8 @@
 
 extern char** environ;
 
+namespace test_checkpoint_manager {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::trainer;
 using nlohmann::json;
 using verl::test::TempDir;
@@ -824,3 +826,5 @@ TEST_CASE("save_optimizer / save_training_state off: only the model directories 
   c.rng("r", a.engine);
   CHECK(error_of<verl::ConfigError>([&] { c.rng("r", a.engine); }).find("registered twice") != std::string::npos);
 }
+
+}  // namespace test_checkpoint_manager

@@ -39,6 +39,8 @@
 #include <string>
 #include <vector>
 
+namespace test_offline_trainers {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using verl::models::Actor;
 using verl::models::CausalLM;
 using verl::models::Reference;
@@ -1163,3 +1165,5 @@ TEST_CASE("KTOTrainer::fit resumes bit for bit, when the data runs out the last 
   CHECK(l_out[2].second.count("eval_kl") == 1);
   CHECK(l_out[2].second.count("timing_s/save_checkpoint") == 1);
 }
+
+}  // namespace test_offline_trainers
