@@ -22,6 +22,8 @@
 //   after: mean margin 3.922, accuracy 16/16
 //   learned: yes
 //   dpo: ok
+#include "letter_task.hpp"
+
 #include <verl/data/data_provider.hpp>
 #include <verl/data/preference_dataset.hpp>
 #include <verl/models/actor.hpp>
@@ -36,63 +38,6 @@
 #include <memory>
 #include <random>
 #include <string>
-
-namespace {
-
-// Letters a..n are tokens 2..15; 0 is pad, 1 is eos. Satisfies verl::Tokenizer.
-struct LetterTokenizer {
-  [[nodiscard]] std::vector<std::int64_t> encode(const std::string& text) const {
-    std::vector<std::int64_t> ids;
-    for (char c : text) ids.push_back(2 + (c - 'a'));
-    return ids;
-  }
-  [[nodiscard]] std::string decode(const std::vector<std::int64_t>& ids) const {
-    std::string s;
-    for (auto id : ids)
-      if (id >= 2) s += static_cast<char>('a' + (id - 2));
-    return s;
-  }
-  [[nodiscard]] std::int64_t eos_token_id() const { return 1; }
-  [[nodiscard]] std::int64_t pad_token_id() const { return 0; }
-  [[nodiscard]] std::int64_t vocab_size() const { return 16; }
-};
-
-// A one-layer Qwen2-shaped model with a 16-token vocabulary.
-verl::models::CausalLM tiny_lm() {
-  const nlohmann::json config{{"model_type", "qwen2"},       {"vocab_size", 16},       {"hidden_size", 32},
-                              {"intermediate_size", 48},     {"num_hidden_layers", 1}, {"num_attention_heads", 4},
-                              {"num_key_value_heads", 2},    {"max_position_embeddings", 64},
-                              {"rms_norm_eps", 1e-6},        {"tie_word_embeddings", false},
-                              {"pad_token_id", 0},           {"eos_token_id", 1}};
-  torch::manual_seed(7);
-  verl::models::CausalLM lm(verl::models::TransformerConfig::from_json(config));
-  lm->init_weights(0.05);
-  return lm;
-}
-
-// Writes the rows to `path` atomically (a temporary file in the same directory, then rename).
-void write_jsonl(const std::filesystem::path& path, const std::vector<nlohmann::json>& rows) {
-  const auto tmp = std::filesystem::path(path).concat(".tmp");
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    for (const auto& r : rows) out << r.dump() << '\n';
-  }
-  std::filesystem::rename(tmp, path);
-}
-
-// Removes a directory tree (not std::filesystem::remove_all: the PyPI libtorch.so exports its own copy,
-// which can crash when bound).
-void remove_tree(const std::filesystem::path& p) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(std::filesystem::symlink_status(p, ec))) {
-    std::vector<std::filesystem::path> children;
-    for (const auto& e : std::filesystem::directory_iterator(p, ec)) children.push_back(e.path());
-    for (const auto& c : children) remove_tree(c);
-  }
-  std::filesystem::remove(p, ec);
-}
-
-}  // namespace
 
 int main() {
   torch::set_num_threads(1);
@@ -109,8 +54,8 @@ int main() {
                     {"chosen", std::string(2 + i % 2, prompt[0])},
                     {"rejected", std::string(2 + i % 3, 'n')}});
   }
-  write_jsonl(dir / "pairs.jsonl", rows);
-  const LetterTokenizer tokenizer;
+  examples::write_jsonl(dir / "pairs.jsonl", rows);
+  const examples::LetterTokenizer tokenizer;
   const auto dataset = std::make_shared<const verl::data::DPODataset>(
       verl::data::DPODataset::load(dir / "pairs.jsonl", tokenizer, verl::data::DPODatasetOptions{}));
   verl::data::DataProviderOptions po;
@@ -120,7 +65,7 @@ int main() {
               dataset->size() / po.batch_size, po.batch_size);
 
   // 2. The trainer: the policy and a frozen snapshot of it as the reference.
-  verl::models::Actor actor(tiny_lm());
+  verl::models::Actor actor(examples::tiny_lm(7));
   verl::trainer::DPOOptions options;
   options.beta = 0.1;
   options.loss_type = verl::pref::parse_dpo_loss_type("sigmoid");
@@ -178,7 +123,7 @@ int main() {
   std::printf("after: mean margin %.3f, accuracy %lld/16\n", after.mean().item<double>(), static_cast<long long>(right));
   const bool learned = right >= 15 && after.mean().item<double>() > before.mean().item<double>() + 0.1;
   std::printf("learned: %s\n", learned ? "yes" : "no");
-  remove_tree(dir);
+  examples::remove_tree(dir);
   if (!learned) return 1;
   std::printf("dpo: ok\n");
   return 0;

@@ -19,6 +19,8 @@
 //   desirable log-prob: -11.033 -> -2.843 (up)
 //   undesirable log-prob: -11.188 -> -52.789 (down)
 //   kto: ok
+#include "letter_task.hpp"
+
 #include <verl/data/data_provider.hpp>
 #include <verl/data/preference_dataset.hpp>
 #include <verl/models/actor.hpp>
@@ -32,51 +34,6 @@
 #include <memory>
 #include <random>
 #include <string>
-
-namespace {
-
-// Letters a..n are tokens 2..15; 0 is pad, 1 is eos. Satisfies verl::Tokenizer.
-struct LetterTokenizer {
-  [[nodiscard]] std::vector<std::int64_t> encode(const std::string& text) const {
-    std::vector<std::int64_t> ids;
-    for (char c : text) ids.push_back(2 + (c - 'a'));
-    return ids;
-  }
-  [[nodiscard]] std::string decode(const std::vector<std::int64_t>& ids) const {
-    std::string s;
-    for (auto id : ids)
-      if (id >= 2) s += static_cast<char>('a' + (id - 2));
-    return s;
-  }
-  [[nodiscard]] std::int64_t eos_token_id() const { return 1; }
-  [[nodiscard]] std::int64_t pad_token_id() const { return 0; }
-  [[nodiscard]] std::int64_t vocab_size() const { return 16; }
-};
-
-// A one-layer Qwen2-shaped model with a 16-token vocabulary.
-verl::models::CausalLM tiny_lm() {
-  const nlohmann::json config{{"model_type", "qwen2"},       {"vocab_size", 16},       {"hidden_size", 32},
-                              {"intermediate_size", 48},     {"num_hidden_layers", 1}, {"num_attention_heads", 4},
-                              {"num_key_value_heads", 2},    {"max_position_embeddings", 64},
-                              {"rms_norm_eps", 1e-6},        {"tie_word_embeddings", false},
-                              {"pad_token_id", 0},           {"eos_token_id", 1}};
-  torch::manual_seed(11);
-  verl::models::CausalLM lm(verl::models::TransformerConfig::from_json(config));
-  lm->init_weights(0.05);
-  return lm;
-}
-
-// Writes the rows to `path` atomically (a temporary file in the same directory, then rename).
-void write_jsonl(const std::filesystem::path& path, const std::vector<nlohmann::json>& rows) {
-  const auto tmp = std::filesystem::path(path).concat(".tmp");
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    for (const auto& r : rows) out << r.dump() << '\n';
-  }
-  std::filesystem::rename(tmp, path);
-}
-
-}  // namespace
 
 int main() {
   torch::set_num_threads(1);
@@ -94,8 +51,8 @@ int main() {
                     {"completion", desirable ? std::string(2 + i % 3, prompt[0]) : std::string(3, 'n')},
                     {"label", desirable}});
   }
-  write_jsonl(dir / "kto.jsonl", rows);
-  const LetterTokenizer tokenizer;
+  examples::write_jsonl(dir / "kto.jsonl", rows);
+  const examples::LetterTokenizer tokenizer;
   const auto dataset = std::make_shared<const verl::data::KTODataset>(
       verl::data::KTODataset::load(dir / "kto.jsonl", tokenizer, verl::data::KTODatasetOptions{}));
   verl::data::DataProviderOptions po;
@@ -106,7 +63,7 @@ int main() {
               provider.batches_per_epoch(), po.batch_size);
 
   // 2. The trainer.
-  verl::models::Actor actor(tiny_lm());
+  verl::models::Actor actor(examples::tiny_lm(11));
   verl::trainer::KTOOptions options;
   options.beta = 0.1;
   options.desirable_weight = 1.0;

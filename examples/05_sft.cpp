@@ -40,6 +40,8 @@
 //   dp=2: step 1 grad_norm 2.370755 (1 process: 2.370755), final loss 0.000252 (1 process: 0.000252), max |weight
 //   diff| vs 1 process 1.3e-05
 // (engine.strategy=fsdp: "fully sharded over Gloo" and "fsdp=2: ...").
+#include "letter_task.hpp"
+
 #include <verl/data/data_provider.hpp>
 #include <verl/data/preference_dataset.hpp>
 #include <verl/dist/data_parallel.hpp>
@@ -68,60 +70,21 @@
 
 namespace {
 
-// Letters a..n are tokens 2..15; 0 is pad, 1 is eos. Satisfies verl::Tokenizer.
-struct LetterTokenizer {
-  [[nodiscard]] std::vector<std::int64_t> encode(const std::string& text) const {
-    std::vector<std::int64_t> ids;
-    for (char c : text) ids.push_back(2 + (c - 'a'));
-    return ids;
-  }
-  [[nodiscard]] std::string decode(const std::vector<std::int64_t>& ids) const {
-    std::string s;
-    for (auto id : ids)
-      if (id >= 2) s += static_cast<char>('a' + (id - 2));
-    return s;
-  }
-  [[nodiscard]] std::int64_t eos_token_id() const { return 1; }
-  [[nodiscard]] std::int64_t pad_token_id() const { return 0; }
-  [[nodiscard]] std::int64_t vocab_size() const { return 16; }
-};
-
-verl::models::CausalLM tiny_lm() {
-  const nlohmann::json config{{"model_type", "qwen2"},       {"vocab_size", 16},       {"hidden_size", 32},
-                              {"intermediate_size", 48},     {"num_hidden_layers", 1}, {"num_attention_heads", 4},
-                              {"num_key_value_heads", 2},    {"max_position_embeddings", 64},
-                              {"rms_norm_eps", 1e-6},        {"tie_word_embeddings", false},
-                              {"pad_token_id", 0},           {"eos_token_id", 1}};
-  torch::manual_seed(5);
-  verl::models::CausalLM lm(verl::models::TransformerConfig::from_json(config));
-  lm->init_weights(0.05);
-  return lm;
-}
-
-void write_jsonl(const std::filesystem::path& path, const std::vector<nlohmann::json>& rows) {
-  const auto tmp = std::filesystem::path(path).concat(".tmp");
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    for (const auto& r : rows) out << r.dump() << '\n';
-  }
-  std::filesystem::rename(tmp, path);
-}
-
 // Greedy decoding by argmax over the logits of the last position, up to eos or `max_new` tokens.
 std::string greedy(verl::models::Actor& actor, const std::string& prompt, int max_new) {
   torch::NoGradGuard no_grad;
-  auto ids = LetterTokenizer{}.encode(prompt);
+  auto ids = examples::LetterTokenizer{}.encode(prompt);
   std::vector<std::int64_t> out;
   for (int s = 0; s < max_new; ++s) {
     const auto t = static_cast<std::int64_t>(ids.size());
     const auto input = torch::tensor(ids, torch::kLong).unsqueeze(0);                                        // (1,T)
     const auto logits = actor.lm()->logits(input, torch::ones_like(input), torch::arange(t).unsqueeze(0));  // (1,T,V)
     const auto next = logits[0][t - 1].argmax().item<std::int64_t>();
-    if (next == LetterTokenizer{}.eos_token_id()) break;
+    if (next == examples::LetterTokenizer{}.eos_token_id()) break;
     out.push_back(next);
     ids.push_back(next);
   }
-  return LetterTokenizer{}.decode(out);
+  return examples::LetterTokenizer{}.decode(out);
 }
 
 // The run's configuration: verl's SFT keys. train_files and default_local_dir are set by overrides below.
@@ -146,18 +109,6 @@ trainer:
 model:
   path: tiny-qwen2   # this program builds the model itself
 )";
-
-// Removes a directory tree (not std::filesystem::remove_all: the PyPI libtorch.so exports its own copy,
-// which can crash when bound).
-void remove_tree(const std::filesystem::path& p) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(std::filesystem::symlink_status(p, ec))) {
-    std::vector<std::filesystem::path> children;
-    for (const auto& e : std::filesystem::directory_iterator(p, ec)) children.push_back(e.path());
-    for (const auto& c : children) remove_tree(c);
-  }
-  std::filesystem::remove(p, ec);
-}
 
 // The processes this program runs on: itself alone, or the group a launcher started (torchrun, mpirun, srun or
 // verl_example_08_launch_local set the variables verl::dist::detect_launch_env reads). The model of this example
@@ -242,16 +193,16 @@ int run(int argc, char** argv, Processes& procs) {
   procs.join(std::chrono::seconds(600));  // verl's default process-group timeout (nccl_timeout)
 
   if (procs.rank0()) {
-    remove_tree(dir);  // a directory left by an earlier job on the same port
+    examples::remove_tree(dir);  // a directory left by an earlier job on the same port
     std::filesystem::create_directories(dir);
     std::vector<nlohmann::json> rows;
     for (const auto& [p, r] : pairs) rows.push_back({{"prompt", p}, {"response", r}});
-    write_jsonl(dir / "sft.jsonl", rows);
+    examples::write_jsonl(dir / "sft.jsonl", rows);
   }
   procs.barrier();  // the data exists for every rank
 
   // 2. Data.
-  const LetterTokenizer tokenizer;
+  const examples::LetterTokenizer tokenizer;
   const auto dataset_options = verl::trainer::sft_dataset_options_from(cfg);
   const auto dataset = std::make_shared<const verl::data::SFTDataset>(
       verl::data::SFTDataset::load(cfg.data.train_files.files.front(), tokenizer, dataset_options));
@@ -344,7 +295,7 @@ int run(int argc, char** argv, Processes& procs) {
     }
   };
   for (const std::int64_t stop_at : {steps / 2, steps}) {
-    verl::models::Actor actor(tiny_lm());  // fresh weights; run 2 gets the trained ones from the checkpoint
+    verl::models::Actor actor(examples::tiny_lm(5));  // fresh weights; run 2 gets the trained ones from the checkpoint
     if (!sharded) {
       train(stop_at, actor, procs.data_parallel(actor.parameters()));
     } else {
@@ -354,7 +305,7 @@ int run(int argc, char** argv, Processes& procs) {
   bool equal_to_one_process = true;
   if (procs.size() > 1) {
     // The same config trained by this process alone, uninterrupted: data parallel must end where it ends.
-    verl::models::Actor alone(tiny_lm());
+    verl::models::Actor alone(examples::tiny_lm(5));
     verl::trainer::SFTTrainer<verl::models::Actor> trainer(alone, options);
     verl::data::DataProvider<verl::data::SFTDataset> provider(dataset, po);
     const auto history = trainer.fit(provider, steps);
@@ -381,7 +332,7 @@ int run(int argc, char** argv, Processes& procs) {
     std::fflush(stdout);
   }
   procs.barrier();  // rank 0 hosts the rendezvous store and removes the directory: it leaves last
-  if (procs.rank0()) remove_tree(dir);
+  if (procs.rank0()) examples::remove_tree(dir);
   return ok ? 0 : 1;
 }
 
