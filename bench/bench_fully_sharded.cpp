@@ -32,6 +32,7 @@
 #include "verl/dist/fully_sharded.hpp"
 #include "verl/dist/fully_sharded_causal_lm.hpp"
 #include "verl/models/causal_lm.hpp"
+#include "dist_bench_model.hpp"
 #else
 #define VERL_BENCH_FSDP 0
 #endif
@@ -53,30 +54,10 @@
 #if VERL_BENCH_FSDP
 namespace {
 
-struct Shape {
-  std::int64_t hidden, layers, heads, kv_heads, intermediate, vocab, rows, tokens;
-};
-constexpr Shape kSmall{256, 4, 8, 4, 704, 4096, 8, 64};
-constexpr Shape kSmoke{32, 2, 4, 2, 48, 64, 2, 8};
-
-verl::models::CausalLM make_lm(const Shape& s) {
-  nlohmann::json j{{"model_type", "llama"},
-                   {"vocab_size", s.vocab},
-                   {"hidden_size", s.hidden},
-                   {"intermediate_size", s.intermediate},
-                   {"num_hidden_layers", s.layers},
-                   {"num_attention_heads", s.heads},
-                   {"num_key_value_heads", s.kv_heads},
-                   {"max_position_embeddings", 4 * s.tokens},
-                   {"rms_norm_eps", 1e-6},
-                   {"tie_word_embeddings", false},
-                   {"pad_token_id", 0},
-                   {"eos_token_id", 1}};
-  torch::manual_seed(0);
-  verl::models::CausalLM lm(verl::models::TransformerConfig::from_json(j));
-  lm->init_weights(0.02);
-  return lm;
-}
+using Shape = verl_bench::DistShape;
+using verl_bench::kSmall;
+using verl_bench::kSmoke;
+using verl_bench::make_lm;
 
 //! One rank of one case: times `steps` steps after a warm-up, rank 0 writes a JSON line to VERL_BENCH_FSDP_OUT.
 int worker(const Shape& shape, bool reshard, bool offload, int steps) {

@@ -31,6 +31,7 @@
 #define VERL_BENCH_TP 1
 #include "verl/dist/tensor_parallel.hpp"
 #include "verl/models/causal_lm.hpp"
+#include "dist_bench_model.hpp"
 #else
 #define VERL_BENCH_TP 0
 #endif
@@ -53,28 +54,10 @@
 #if VERL_BENCH_TP
 namespace {
 
-struct Shape {
-  std::int64_t hidden, layers, heads, kv_heads, intermediate, vocab, rows, tokens;
-};
-constexpr Shape kSmall{256, 4, 8, 4, 704, 4096, 8, 64};
-constexpr Shape kSmoke{32, 2, 4, 2, 48, 64, 2, 8};
-
-verl::models::CausalLM make_lm(const Shape& s) {
-  nlohmann::json j{{"model_type", "llama"},
-                   {"vocab_size", s.vocab},
-                   {"hidden_size", s.hidden},
-                   {"intermediate_size", s.intermediate},
-                   {"num_hidden_layers", s.layers},
-                   {"num_attention_heads", s.heads},
-                   {"num_key_value_heads", s.kv_heads},
-                   {"max_position_embeddings", 4 * s.tokens},
-                   {"rms_norm_eps", 1e-6},
-                   {"tie_word_embeddings", false}};
-  torch::manual_seed(0);
-  verl::models::CausalLM lm(verl::models::TransformerConfig::from_json(j));
-  lm->init_weights(0.02);
-  return lm;
-}
+using Shape = verl_bench::DistShape;
+using verl_bench::kSmall;
+using verl_bench::kSmoke;
+using verl_bench::make_lm;
 
 struct Inputs {
   at::Tensor ids, pos, targets;
