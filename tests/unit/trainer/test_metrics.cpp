@@ -30,6 +30,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_metrics {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::trainer;
 using verl::test::error_of;
 namespace mn = verl::trainer::metric_names;
@@ -610,3 +612,5 @@ TEST_CASE("plot_metrics_svg from a JsonlExporter file: missing and NaN steps ski
   CHECK_THAT(error_of<verl::InputError>([&] { (void)read_metrics_jsonl(dir.path / "bad3.jsonl", {"x"}); }),
              Catch::Contains("bad3.jsonl:1 is not a JSON object with a numeric \"step\""));
 }
+
+}  // namespace test_metrics

@@ -31,6 +31,8 @@
 #include <string>
 #include <type_traits>
 
+namespace test_ppo_trainer {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
+
 using namespace verl::fields;
 using verl::models::Actor;
 using verl::models::CausalLM;
@@ -982,3 +984,5 @@ TEST_CASE("progress bars: rollout over finished responses, update over optimizer
   // After the rollout the actor's progress hook is removed: a plain generate() does not touch the dead bar.
   (void)trainer.step(prompt_batch(4));
 }
+
+}  // namespace test_ppo_trainer
