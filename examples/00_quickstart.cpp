@@ -41,6 +41,8 @@
 
 #include <torch/torch.h>
 
+#include <cstdlib>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -140,7 +142,8 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   const fs::path out = argc > 1 ? fs::path(argv[1]) : fs::path("quickstart_out");
   fs::create_directories(out);
-  torch::set_num_threads(2);
+  // Two intra-op threads, or OMP_NUM_THREADS when set (CTest sets 1: it runs tests side by side).
+  torch::set_num_threads(std::getenv("OMP_NUM_THREADS") ? std::max(1, std::atoi(std::getenv("OMP_NUM_THREADS"))) : 2);
 
   // 1. The task, as files in verl's schemas.
   const auto train = problems(512, 1), eval = problems(64, 2);

@@ -35,6 +35,8 @@
 
 #include <torch/torch.h>
 
+#include <cstdlib>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -82,7 +84,8 @@ nlohmann::json model_config() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  torch::set_num_threads(2);
+  // Two intra-op threads, or OMP_NUM_THREADS when set (CTest sets 1: it runs tests side by side).
+  torch::set_num_threads(std::getenv("OMP_NUM_THREADS") ? std::max(1, std::atoi(std::getenv("OMP_NUM_THREADS"))) : 2);
   // 1. The configuration.
   const fs::path default_config = fs::path(VERL_EXAMPLES_DIR) / "configs" / "ppo_critic.yaml";
   const fs::path config_path = argc > 1 && std::string(argv[1]).find('=') == std::string::npos ? fs::path(argv[1])

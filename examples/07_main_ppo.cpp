@@ -725,7 +725,9 @@ int main(int argc, char** argv) {
     }
     const std::string first = argv[1];
     if (first == "--demo") {
-      torch::set_num_threads(procs.place().local_world_size > 1 ? 1 : 2);  // the processes share the cores
+      // The processes share the cores; OMP_NUM_THREADS, when set, wins (CTest sets 1: it runs tests side by side).
+      torch::set_num_threads(std::getenv("OMP_NUM_THREADS") ? std::max(1, std::atoi(std::getenv("OMP_NUM_THREADS")))
+                                                         : (procs.place().local_world_size > 1 ? 1 : 2));
       fs::path dir;
       std::vector<std::string> extra;  // overrides for every run of the demo
       for (int i = 2; i < argc; ++i) {
