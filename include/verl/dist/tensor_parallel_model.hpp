@@ -44,6 +44,7 @@
 
 #include "verl/core/errors.hpp"
 #include "verl/dist/tensor_parallel_layers.hpp"
+#include "verl/models/detail/fused_layer_kernels.hpp"
 #include "verl/models/causal_lm.hpp"
 #include "verl/models/config.hpp"
 #include "verl/models/decoder.hpp"
@@ -139,6 +140,7 @@ namespace verl::detail {
 
 //! transformers' RMSNorm with an explicit weight (the formula of verl::models::RMSNormImpl::forward).
 [[nodiscard]] inline at::Tensor tp_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (auto y = models::detail::fused_rms_norm(x, weight, eps); y.defined()) return y;  // float32 on the CPU
   const auto xf = x.to(at::kFloat);                             // (...,dim)
   const auto variance = xf.pow(2).mean(-1, /*keepdim=*/true);   // (...,1)
   return weight * (xf * at::rsqrt(variance + eps)).to(x.scalar_type());

@@ -7,6 +7,8 @@
 
 #include "verl/core/errors.hpp"
 #include "verl/models/config.hpp"
+#include "verl/models/detail/fused_layer_kernels.hpp"
+#include "verl/models/detail/short_attention.hpp"
 #include "verl/models/kv_cache.hpp"
 #include "verl/models/rope.hpp"
 
@@ -26,7 +28,8 @@
 namespace verl::models {
 
 //! y = weight * (x / sqrt(mean(x^2) + eps)), the normalisation computed in float32 and cast back to x's
-//! dtype before the weight multiplies it (transformers' LlamaRMSNorm).
+//! dtype before the weight multiplies it (transformers' LlamaRMSNorm). Float32 CPU inputs take one fused
+//! kernel with the same forward bits and one backward node (detail/fused_layer_kernels.hpp).
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(std::int64_t dim, double eps) : eps_(eps) {
@@ -35,6 +38,7 @@ class RMSNormImpl : public torch::nn::Module {
 
   //! x (..., dim) -> (..., dim)
   at::Tensor forward(const at::Tensor& x) {
+    if (auto y = detail::fused_rms_norm(x, weight, eps_); y.defined()) return y;  // float32 on the CPU
     const auto xf = x.to(at::kFloat);                          // (...,dim)
     const auto variance = xf.pow(2).mean(-1, /*keepdim=*/true);  // (...,1)
     return weight * (xf * at::rsqrt(variance + eps_)).to(x.scalar_type());
@@ -85,6 +89,12 @@ class AttentionImpl : public torch::nn::Module {
     k = apply_rope(k.transpose(1, 2), cos, sin);  // (B,Hkv,T,D)
     at::Tensor keys = k, values = v;
     if (cache != nullptr) std::tie(keys, values) = cache->update(layer_idx_, k, v);  // (B,Hkv,L,D)
+    const double scale = std::pow(static_cast<double>(head_dim_), -0.5);
+    if (cache == nullptr) {  // float32 CPU, short sequences: one kernel, no expanded GQA copies (short_attention.hpp)
+      if (auto out = detail::short_attention(q, keys, values, mask, scale); out.defined()) {
+        return o_proj(out.transpose(1, 2).reshape({b, t, heads_ * head_dim_}));  // a view: out is (B,T,H,D) inside
+      }
+    }
     const auto groups = heads_ / kv_heads_;
     if (groups > 1) {  // repeat each key/value head for its group of query heads
       const auto l = keys.size(2);
@@ -96,7 +106,7 @@ class AttentionImpl : public torch::nn::Module {
     const auto attn_mask = mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt;
     const auto out = at::scaled_dot_product_attention(q, keys, values, attn_mask, /*dropout_p=*/0.0,
                                                       /*is_causal=*/!mask.defined(),
-                                                      /*scale=*/std::pow(static_cast<double>(head_dim_), -0.5));  // (B,H,T,D)
+                                                      scale);  // (B,H,T,D)
     return o_proj(out.transpose(1, 2).reshape({b, t, heads_ * head_dim_}));
   }
 

@@ -4,10 +4,12 @@
 //! LlamaRotaryEmbedding family): inverse frequencies for rope_type "default", "linear", "dynamic" and
 //! "llama3", the (B,T,D) cos/sin tables for given position ids, and their application to q and k. The
 //! arithmetic is the same sequence of tensor operations in float32 as transformers', so the tables agree bit
-//! for bit.
+//! for bit. apply_rope runs one fused pass for float32 CPU tensors (detail/fused_layer_kernels.hpp), with the
+//! same bits.
 
 #include "verl/core/errors.hpp"
 #include "verl/models/config.hpp"
+#include "verl/models/detail/fused_layer_kernels.hpp"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
@@ -85,6 +87,7 @@ namespace verl::models {
 
 //! x * cos + rotate_half(x) * sin for x (B,H,T,D) and cos/sin (B,T,D); rotate_half(x) = cat(-x2, x1).
 [[nodiscard]] inline at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  if (auto y = detail::fused_rope(x, cos, sin); y.defined()) return y;  // float32 on the CPU, one pass
   const auto half = x.size(-1) / 2;
   const auto rotated = at::cat({x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)}, -1);  // (B,H,T,D)
   return x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1);
