@@ -9,6 +9,12 @@
 //                    verl's dp_actor path in Python (logits, div_(temperature), slice, logprobs_from_logits_v2)
 //   logprob_entropy  logprob plus the entropy (verl's compute_log_prob for old_log_probs: calculate_entropy=True)
 //   logprob_train    the same as logprob with grad, mean, backward
+// Attention alone, forward + backward of one layer's softmax(q k^T / sqrt(D)) v with causal masking, grouped-query
+// heads: attention/short/... is verl::models::detail::short_attention (the kernel the models use on float32 CPU
+// tensors up to 32 keys), attention/sdpa/... the path it replaces (key/value heads expanded, then
+// at::scaled_dot_product_attention, ATen's flash kernel on CPU); shapes B x H/Hkv x T x D:
+//   quickstart  128 x 4/2 x 10 x 16   (the quickstart GRPO batch)   T32: 128 x 4/2 x 32 x 16
+//   qwen        8 x 14/2 x 32 x 64    (Qwen2.5-0.5B's heads)
 // Counters: tokens/s (B*T per iteration, wall clock), tokens_per_cpu_s (per second of user + system CPU of the
 // whole process, all threads: less sensitive to other processes on a shared machine), and peak_rss_MiB: the rise of VmHWM over VmRSS before the first
 // (warm-up) iteration, after resetting VmHWM through /proc/self/clear_refs; the comparison script measures
@@ -21,11 +27,15 @@
 
 #include "verl/models/actor.hpp"
 #include "verl/models/causal_lm.hpp"
+#include "verl/models/detail/short_attention.hpp"
 
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
 #include <cstdlib>
+#include <cmath>
+#include <stdexcept>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -132,6 +142,33 @@ void run(benchmark::State& state, const std::string& name, Mode mode, std::int64
   state.counters["peak_rss_MiB"] = static_cast<double>(status_kib("VmHWM") - rss_before) / 1024.0;
 }
 
+//! Forward + backward of causal GQA attention through short_attention (`ours`) or expanded heads + SDPA.
+void attention(benchmark::State& state, bool ours, std::int64_t b, std::int64_t h, std::int64_t hkv, std::int64_t t,
+               std::int64_t d) {
+  torch::manual_seed(0);
+  const auto q = torch::randn({b, t, h, d}).transpose(1, 2).requires_grad_(true);  // (B,H,T,D) views, as in the model
+  const auto k = torch::randn({b, t, hkv, d}).transpose(1, 2).requires_grad_(true);
+  const auto v = torch::randn({b, t, hkv, d}).transpose(1, 2).requires_grad_(true);
+  const auto g = torch::randn({b, h, t, d});
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  const auto step = [&] {
+    at::Tensor out;
+    if (ours) {
+      out = verl::models::detail::short_attention(q, k, v, at::Tensor(), scale);
+      if (!out.defined()) throw std::runtime_error("short_attention declined the shape");
+    } else {
+      const auto groups = h / hkv;
+      const auto ke = k.unsqueeze(2).expand({b, hkv, groups, t, d}).reshape({b, h, t, d});
+      const auto ve = v.unsqueeze(2).expand({b, hkv, groups, t, d}).reshape({b, h, t, d});
+      out = at::scaled_dot_product_attention(q, ke, ve, std::nullopt, 0.0, /*is_causal=*/true, scale);
+    }
+    out.backward(g);
+  };
+  step();  // warm-up
+  for (auto _ : state) step();
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations() * b * t), benchmark::Counter::kIsRate);
+}
+
 const int registered = [] {
   const char* env = std::getenv("VERL_BENCH_THREADS");
   torch::set_num_threads(env != nullptr ? std::atoi(env) : 2);
@@ -141,6 +178,20 @@ const int registered = [] {
   for (const auto& [mode, mode_name] : modes) {
     benchmark::RegisterBenchmark((std::string("smoke/") + mode_name).c_str(),
                                  [mode = mode](benchmark::State& s) { run(s, "smoke", mode, 2, 16); });
+  }
+  struct AttentionShape {
+    const char* name;
+    std::int64_t b, h, hkv, t, d;
+  };
+  for (const auto& a : {AttentionShape{"smoke", 2, 4, 2, 6, 8}, AttentionShape{"quickstart", 128, 4, 2, 10, 16},
+                        AttentionShape{"T32", 128, 4, 2, 32, 16}, AttentionShape{"qwen", 8, 14, 2, 32, 64}}) {
+    for (const bool ours : {true, false}) {
+      const std::string name = std::string(std::strcmp(a.name, "smoke") == 0 ? "smoke/" : "") + "attention/" +
+                               (ours ? "short/" : "sdpa/") + a.name;
+      benchmark::RegisterBenchmark(name.c_str(), [a, ours](benchmark::State& s) {
+        attention(s, ours, a.b, a.h, a.hkv, a.t, a.d);
+      })->Unit(benchmark::kMicrosecond)->UseRealTime();
+    }
   }
   const std::pair<const char*, std::vector<std::pair<std::int64_t, std::int64_t>>> sizes[] = {
       {"small", {{1, 128}, {4, 256}, {8, 512}}}, {"qwen0.5b", {{1, 128}, {4, 256}}}};
