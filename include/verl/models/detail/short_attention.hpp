@@ -20,6 +20,7 @@
 //! Layout: the output is allocated (B,T,H,D)-contiguous and returned as its (B,H,T,D) transpose, so the
 //! attention block's `out.transpose(1, 2).reshape(B, T, H * D)` is a view, not a copy.
 
+#include "verl/core/fast_exp.hpp"
 #include "verl/core/parallel.hpp"
 
 #include <ATen/core/Tensor.h>
@@ -32,7 +33,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <utility>
 
@@ -93,29 +93,6 @@ VERL_SA_INLINE void axpy(float* __restrict acc, float p, const float* __restrict
   for (std::int64_t i = 0; i < d; ++i) acc[i] += p * x[i];
 }
 
-//! out[i] = exp(x[i]) for x[i] <= 0 (scores minus their row max, or minus the log-sum-exp), n values, as a
-//! loop the vectoriser takes: x = n ln2 + r, exp(r) by the Cephes expf polynomial, 2^n from the exponent bits;
-//! 0 below -87.3 (also for -inf, the masked keys). Relative error ~1 ulp.
-VERL_SA_INLINE void exp_nonpositive(const float* __restrict x, float* __restrict out, std::int64_t count) {
-  for (std::int64_t i = 0; i < count; ++i) {
-    const float xc = x[i] < -87.3f ? -87.3f : x[i];
-    const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest integer
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
-    const std::int32_t bits = (static_cast<std::int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 127]
-    float two_n;
-    std::memcpy(&two_n, &bits, sizeof two_n);
-    out[i] = x[i] < -87.3f ? 0.0f : p * two_n;
-  }
-}
-
 //! Scores of query row (b, h, i) against its keys, into s[0, L): scale q.k where allowed, -inf elsewhere.
 //! Returns the row max (-inf when no key is allowed).
 VERL_SA_INLINE float score_row(const Args& a, std::int64_t b, std::int64_t h, std::int64_t kvh, std::int64_t i,
@@ -152,7 +129,7 @@ VERL_SA_INLINE void forward_impl(const Args& a, std::int64_t u0, std::int64_t u1
           continue;
         }
         for (std::int64_t j = 0; j < a.l; ++j) s[j] -= m;
-        exp_nonpositive(s, p, a.l);
+        for (std::int64_t j = 0; j < a.l; ++j) p[j] = verl::detail::exp_nonpositive(s[j]);
         float sum = 0;
         for (std::int64_t j = 0; j < a.l; ++j) sum += p[j];
         const float inv = 1.0f / sum;
@@ -181,7 +158,7 @@ VERL_SA_INLINE void backward_impl(const Args& a, std::int64_t u0, std::int64_t u
         if (lse == std::numeric_limits<float>::infinity()) continue;
         (void)score_row(a, b, h, kvh, i, s);
         for (std::int64_t j = 0; j < a.l; ++j) s[j] -= lse;
-        exp_nonpositive(s, p, a.l);
+        for (std::int64_t j = 0; j < a.l; ++j) p[j] = verl::detail::exp_nonpositive(s[j]);
         const float* dout = a.dout.row(b, h, i);
         const float* q = a.q.row(b, h, i);
         const float di = dot(dout, a.o.row(b, h, i), a.d);
