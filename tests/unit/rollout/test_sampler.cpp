@@ -8,6 +8,7 @@
 #include "catch_torch.hpp"
 
 #include "error_of.hpp"
+#include "verl/core/fast_exp.hpp"
 #include "verl/rollout/sampler.hpp"
 #include "verl/rollout/stop_strings.hpp"
 #include "verl/tokenizers/hf_tokenizer.hpp"
@@ -167,16 +168,20 @@ TEST_CASE("sampling_uniform: Philox4x32-10 known answers (Random123 kat_vectors)
   }
 }
 
-TEST_CASE("exp_nonpositive is within 2 ulp of std::exp on [-87, 0], 0 below", "[rollout][sampler]") {
+TEST_CASE("exp_nonpositive (verl/core/fast_exp.hpp, the sampler's and short attention's exp) is within 2 ulp of "
+          "std::exp on [-87, 0], 0 below and for NaN", "[rollout][sampler]") {
   for (float x = 0.0f; x > -87.0f; x -= 0.0137f) {
-    const float got = verl::rollout::detail::exp_nonpositive(x);
+    const float got = verl::detail::exp_nonpositive(x);
     const double want = std::exp(static_cast<double>(x));
     INFO("x = " << x);
     REQUIRE(std::abs(got - want) <= 2.5 * std::numeric_limits<float>::epsilon() * want);
   }
-  CHECK(verl::rollout::detail::exp_nonpositive(-88.0f) == 0.0f);
-  CHECK(verl::rollout::detail::exp_nonpositive(-std::numeric_limits<float>::infinity()) == 0.0f);
-  CHECK(verl::rollout::detail::exp_nonpositive(0.0f) == 1.0f);
+  CHECK(verl::detail::exp_nonpositive(-88.0f) == 0.0f);
+  CHECK(verl::detail::exp_nonpositive(-std::numeric_limits<float>::infinity()) == 0.0f);
+  CHECK(verl::detail::exp_nonpositive(0.0f) == 1.0f);
+  CHECK(verl::detail::exp_nonpositive(std::numeric_limits<float>::quiet_NaN()) == 0.0f);
+  // The sampler reaches the same function through its own namespace.
+  CHECK(verl::rollout::detail::exp_nonpositive(-1.5f) == verl::detail::exp_nonpositive(-1.5f));
 }
 
 TEST_CASE("temperature sampling fits softmax(l / T) (chi-square, T = 0.7, 1, 1.5)", "[rollout][sampler]") {
