@@ -199,6 +199,43 @@ template <class S, class M, class X>
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Branch-free scalar helpers. The token loops below must be straight-line code to vectorise: GCC 12 neither
+// if-converts the `?:` of std::min/std::max once jump threading has rewritten it nor vectorises a bool -> float
+// conversion, so selections are written as bit masks. Each gives exactly the value of the expression it replaces.
+
+//! `c ? a : b`, as a bit-mask blend.
+template <class T>
+[[gnu::always_inline]] inline T select(bool c, T a, T b) {
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  const U k = U(0) - static_cast<U>(c);  // all ones or zero
+  return std::bit_cast<T>(static_cast<U>((std::bit_cast<U>(a) & k) | (std::bit_cast<U>(b) & ~k)));
+}
+
+//! std::min(a, b) (`b < a ? b : a`: a NaN in b gives a, a NaN in a gives a).
+template <class T>
+[[gnu::always_inline]] inline T min_of(T a, T b) {
+  return select(b < a, b, a);
+}
+
+//! std::max(a, b) (`a < b ? b : a`).
+template <class T>
+[[gnu::always_inline]] inline T max_of(T a, T b) {
+  return select(a < b, b, a);
+}
+
+//! Clamp with NaN passing through, as ATen's clamp (and std::clamp).
+template <class T>
+[[gnu::always_inline]] inline T clamp_nan(T x, T lo, T hi) {
+  return select(x < lo, lo, select(hi < x, hi, x));  // NaN fails both comparisons and passes through
+}
+
+//! 1 or 0 as T (branch-free selection: for finite x, x * 1 + y * 0 is exactly x).
+template <class T>
+[[gnu::always_inline]] inline T ind(bool c) {
+  return select(c, T(1), T(0));
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Fused policy losses: per-row accumulation, then agg_loss's arithmetic on the row totals.
 
 //! Per-row totals of a fused loss pass (double accumulators, masked by the mask's value).
@@ -210,71 +247,167 @@ struct RowAcc {
   double lower = 0;  //!< sum_t m * (metric 3: pg_clipfrac_lower indicator)
 };
 
-//! One token's loss, its derivative w.r.t. log_prob, and its metric summands; ok = false aborts the fused path.
+//! One token's loss, its derivative w.r.t. log_prob, and its metric summands; ok = false makes the fused path
+//! give up (the caller falls back to verl's ATen sequence). A token function should compute every field without
+//! branching on the data (selections as 0/1 blends, `ok` as a flag, not an early return): token_pass runs it in
+//! a loop that the compiler vectorises only when it is straight-line code.
 template <class T>
 struct Token {
   T pg{};
   T dpg{};
-  double kl = 0, clip = 0, lower = 0;
+  T kl{}, clip{}, lower{};
   bool ok = true;
 };
 
 //! A token pass's per-block preparation: none. A preparation fills `slots` scratch arrays for a block of rows with
-//! ATen's vectorised kernels (exp, sigmoid) so that the scalar token loop never calls libm: see token_pass.
+//! ATen's vectorised kernels (exp, sigmoid) so that the token loop never calls libm: see token_pass.
 struct NoPrep {
   static constexpr int slots = 0;
   template <class T>
   void operator()(std::int64_t, std::int64_t, T*, const at::Tensor&, std::int64_t) const {}
 };
 
+//! The mask value as T inside a vectorised loop. An int64 mask goes through int32 (x86 before AVX-512 has no
+//! vector int64 -> float conversion, and one scalar conversion stops the whole loop from vectorising); the
+//! result is exact when the value fits in int32, and `wide` collects the high bits that say it did not.
+template <class T, class M>
+[[gnu::always_inline]] inline T mask_as(M m, std::uint64_t& wide) {
+  if constexpr (std::is_same_v<M, std::int64_t>) {
+    wide |= (static_cast<std::uint64_t>(m) + 0x80000000ull) & 0xFFFFFFFF00000000ull;
+    return static_cast<T>(static_cast<std::int32_t>(m));
+  } else {
+    return static_cast<T>(m);
+  }
+}
+
+//! sum of x[0..n) in double, in 8 interleaved lanes (a loop the compiler vectorises; a single running sum is
+//! a dependency chain it may not reorder).
+template <class T>
+[[gnu::always_inline]] inline double lane_sum(const T* x, std::int64_t n) {
+  double acc[8] = {};
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) acc[j] += static_cast<double>(x[i + j]);
+  }
+  for (; i < n; ++i) acc[0] += static_cast<double>(x[i]);
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+//! The arrays token_rows writes per token of a block: slot k of token j at out[k * cap + j].
+inline constexpr int kTokenOutSlots = 5;  // masked loss, kl, clip, lower (each times m), m
+
+//! Rows [bb, be) of a token pass: phase 1 evaluates `tok` on every token and writes its masked summands into
+//! `out` (straight-line code: it vectorises), phase 2 sums them per row in double. Returns false when a token
+//! reported !ok or an int64 mask value does not fit in int32 (mask_as).
+template <bool Grad, bool Weighted, class T, class M, class Tok>
+[[gnu::always_inline]] inline bool token_rows_impl(const Tok& tok, std::int64_t bb, std::int64_t be, std::int64_t R,
+                                                   const M* mask, T* g, const T* w, const T* sp, std::int64_t cap,
+                                                   T* out, RowAcc* rows) {
+  const std::int64_t i0 = bb * R;
+  T* const o_loss = out;
+  T* const o_kl = out + cap;
+  T* const o_clip = out + 2 * cap;
+  T* const o_lower = out + 3 * cap;
+  T* const o_m = out + 4 * cap;
+  unsigned bad = 0;
+  std::uint64_t wide = 0;
+  for (std::int64_t b = bb; b < be; ++b) {
+    // No iteration depends on another (the outputs are fresh buffers no input aliases): without the pragma GCC
+    // gives up on the dozen run-time alias checks it would need.
+#pragma GCC ivdep
+    for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
+      const std::int64_t j = i - i0;
+      const Token<T> t = tok(b, i, sp + j, cap);
+      bad |= static_cast<unsigned>(!t.ok);
+      const T m = mask_as<T>(mask[i], wide);
+      T pg = t.pg, dpg = t.dpg;
+      if constexpr (Weighted) {  // verl: pg_losses * rollout_is_weights, the last factor
+        pg *= w[i];
+        dpg *= w[i];
+      }
+      if constexpr (Grad) g[i] = dpg * m;
+      // A non-finite loss at a masked token is left out, as masked_sum's where() does (pg * 0 would be NaN).
+      const T pgm = pg * m;
+      o_loss[j] = select(m != T(0), pgm, T(0));
+      o_kl[j] = t.kl * m;
+      o_clip[j] = t.clip * m;
+      o_lower[j] = t.lower * m;
+      o_m[j] = m;
+    }
+  }
+  for (std::int64_t b = bb; b < be; ++b) {
+    const std::int64_t j = b * R - i0;
+    RowAcc& s = rows[b];
+    s.loss = lane_sum(o_loss + j, R);
+    s.count = lane_sum(o_m + j, R);
+    s.kl = lane_sum(o_kl + j, R);
+    s.clip = lane_sum(o_clip + j, R);
+    s.lower = lane_sum(o_lower + j, R);
+  }
+  return bad == 0 && wide == 0;
+}
+
+template <bool Grad, bool Weighted, class T, class M, class Tok>
+bool token_rows_base(const Tok& tok, std::int64_t bb, std::int64_t be, std::int64_t R, const M* mask, T* g,
+                     const T* w, const T* sp, std::int64_t cap, T* out, RowAcc* rows) {
+  return token_rows_impl<Grad, Weighted>(tok, bb, be, R, mask, g, w, sp, cap, out, rows);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// AVX2 without FMA on purpose: no multiply-add may be contracted, so every value is the same IEEE operation as
+// in the baseline build (and as verl's element-wise kernels).
+template <bool Grad, bool Weighted, class T, class M, class Tok>
+[[gnu::target("avx2")]] bool token_rows_avx2(const Tok& tok, std::int64_t bb, std::int64_t be, std::int64_t R,
+                                             const M* mask, T* g, const T* w, const T* sp, std::int64_t cap,
+                                             T* out, RowAcc* rows) {
+  return token_rows_impl<Grad, Weighted>(tok, bb, be, R, mask, g, w, sp, cap, out, rows);
+}
+#endif
+
+inline bool cpu_has_avx2() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+#else
+  return false;
+#endif
+}
+
 //! Runs `tok(b, i, s, cap) -> Token<T>` over all tokens, row-parallel, filling `rows` and (when g != nullptr)
-//! the unscaled gradient g[i] = dpg * m. Rows go in blocks of ~16K tokens; before each block,
+//! the unscaled gradient g[i] = dpg * m; with rollout-IS weights `w` (else nullptr) pg and dpg are multiplied by
+//! w[i] first. Rows go in blocks of ~8K tokens; before each block,
 //! `prep(i0, n, s, scratch, cap)` fills slot j of tokens i0..i0+n-1 at s[j * cap + (i - i0)] (a per-thread,
 //! cache-resident scratch tensor), and `tok` reads its slots at s[j * cap] with s already offset to token i.
-//! Returns false when a token reported !ok (the caller falls back).
+//! Each row's tokens are visited in increasing i by one thread. Returns false when a token reported !ok (the
+//! caller falls back).
 template <class T, class M, class Tok, class Prep = NoPrep>
-bool token_pass(std::int64_t B, std::int64_t R, const M* mask, T* g, std::vector<RowAcc>& rows, const Tok& tok,
-                const Prep& prep = {}) {
+bool token_pass(std::int64_t B, std::int64_t R, const M* mask, T* g, const T* w, std::vector<RowAcc>& rows,
+                const Tok& tok, const Prep& prep = {}) {
   rows.assign(static_cast<std::size_t>(B), RowAcc{});
   std::atomic<bool> bad{false};
+  const bool avx2 = cpu_has_avx2();
   parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
-    const M* const mask_p = mask;  // locals: no reload through the captured references in the inner loop
-    T* const g_p = g;
-    const std::int64_t blk = std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(1, R));
+    const std::int64_t blk = std::max<std::int64_t>(1, 8192 / std::max<std::int64_t>(1, R));
     const std::int64_t cap = blk * R;
-    at::Tensor scratch;  // (slots * cap,)
-    T* sp = nullptr;
-    if constexpr (Prep::slots > 0) {
-      scratch = at::empty({Prep::slots * cap}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
-      sp = scratch.data_ptr<T>();
-    }
+    // (prep slots + token outputs) * cap: ~8K tokens' worth of each, cache-resident between the phases.
+    const at::Tensor scratch =
+        at::empty({(Prep::slots + kTokenOutSlots) * cap}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+    T* const sp = scratch.data_ptr<T>();
+    T* const out = sp + Prep::slots * cap;
     for (std::int64_t bb = b0; bb < b1 && !bad.load(std::memory_order_relaxed); bb += blk) {
       const std::int64_t be = std::min(b1, bb + blk);
-      const std::int64_t i0 = bb * R;
-      if constexpr (Prep::slots > 0) prep(i0, (be - bb) * R, sp, scratch, cap);
-      // Two instantiations of the row loop: without a gradient buffer the (dead) derivative math is removed.
-      const auto row_loop = [&]<bool Grad>(std::bool_constant<Grad>) {
-        for (std::int64_t b = bb; b < be; ++b) {
-          RowAcc s;
-          for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
-            const Token<T> t = tok(b, i, sp ? sp + (i - i0) : nullptr, cap);
-            if (!t.ok) { bad.store(true, std::memory_order_relaxed); break; }
-            // Branch-free accumulation (the mask is random, a branch on it mispredicts): m = 0 adds 0. A
-            // non-finite loss at a masked token is left out, as masked_sum's where() does.
-            const double m = static_cast<double>(mask_p[i]);
-            if constexpr (Grad) g_p[i] = t.dpg * static_cast<T>(mask_p[i]);
-            double pgm = static_cast<double>(t.pg) * m;
-            if (!std::isfinite(pgm)) [[unlikely]] pgm = (m == 0.0) ? 0.0 : pgm;
-            s.loss += pgm;
-            s.count += m;
-            s.kl += t.kl * m;
-            s.clip += t.clip * m;
-            s.lower += t.lower * m;
-          }
-          rows[static_cast<std::size_t>(b)] = s;
-        }
+      if constexpr (Prep::slots > 0) prep(bb * R, (be - bb) * R, sp, scratch, cap);
+      // Four instantiations: without a gradient buffer the (dead) derivative math is removed, and the weights
+      // are a compile-time choice (a run-time `if (w)` in the loop stops it from vectorising).
+      const auto run = [&]<bool Grad, bool Weighted>(std::bool_constant<Grad>, std::bool_constant<Weighted>) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        if (avx2) return token_rows_avx2<Grad, Weighted>(tok, bb, be, R, mask, g, w, sp, cap, out, rows.data());
+#endif
+        return token_rows_base<Grad, Weighted>(tok, bb, be, R, mask, g, w, sp, cap, out, rows.data());
       };
-      if (g_p) row_loop(std::true_type{}); else row_loop(std::false_type{});
+      const bool ok = g ? (w ? run(std::true_type{}, std::true_type{}) : run(std::true_type{}, std::false_type{}))
+                        : (w ? run(std::false_type{}, std::true_type{}) : run(std::false_type{}, std::false_type{}));
+      if (!ok) bad.store(true, std::memory_order_relaxed);
     }
   });
   return !bad.load();
@@ -291,11 +424,11 @@ struct RatioPrep {
   T lim;
   T tau_pos = T(1), tau_neg = T(1);
   void operator()(std::int64_t i0, std::int64_t n, T* s, const at::Tensor& scratch, std::int64_t cap) const {
-    for (std::int64_t j = 0; j < n; ++j) s[j] = std::clamp(lp[i0 + j] - olp[i0 + j], -lim, lim);
+    for (std::int64_t j = 0; j < n; ++j) s[j] = clamp_nan(lp[i0 + j] - olp[i0 + j], -lim, lim);
     scratch.narrow(0, 0, n).exp_();
     if constexpr (Slots > 1) {
       T* u = s + cap;
-      for (std::int64_t j = 0; j < n; ++j) u[j] = (adv[i0 + j] > T(0) ? tau_pos : tau_neg) * (s[j] - T(1));
+      for (std::int64_t j = 0; j < n; ++j) u[j] = select(adv[i0 + j] > T(0), tau_pos, tau_neg) * (s[j] - T(1));
       scratch.narrow(0, cap, n).sigmoid_();
     }
   }
@@ -377,18 +510,6 @@ void scale_rows(T* g, std::int64_t B, std::int64_t R, const std::vector<double>&
 //! (x - sg[x] is 0 for finite x) and autograd's d/dx is exactly coef.
 inline at::Tensor attach_grad(const at::Tensor& loss, const at::Tensor& coef, const at::Tensor& x) {
   return loss.add(coef.mul(x.sub(x.detach())).sum());  // ()
-}
-
-//! Clamp with NaN passing through, as ATen's clamp.
-template <class T>
-inline T clamp_nan(T x, T lo, T hi) {
-  return x < lo ? lo : (hi < x ? hi : x);  // NaN fails both comparisons and passes through; vectorisable
-}
-
-//! 1 or 0 as T (branch-free selection: for finite x, x * 1 + y * 0 is exactly x).
-template <class T>
-inline T ind(bool c) {
-  return static_cast<T>(c);
 }
 
 //! d max(a, b) as autograd splits it: to the larger side, half to each on a tie (branch-free; finite inputs).

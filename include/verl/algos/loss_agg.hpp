@@ -51,6 +51,43 @@ struct AggSums {
   at::Tensor token_sum, mask_total, row_sums, row_counts;
 };
 
+//! The seq-mean modes' `masked_sum(seq_losses, seq_mask)` on CPU, where seq_losses is the row sums (divided by
+//! `row_counts + 1e-8` when `per_token_mean`) and seq_mask = (row_counts > 0).float(): the element-wise steps
+//! are done here as the same IEEE operations in verl's dtypes (int64 count + 1e-8 is float32(count) + 1e-8f;
+//! where(seq_mask, x, 0) * seq_mask is x or +0), and the one floating sum is ATen's over a tensor of verl's
+//! shape and dtype, so the bits are verl's; five tensor operations fewer than the literal sequence. Also
+//! returns the number of non-empty rows (seq_mask.sum(), exact). Undefined when the inputs are not CPU float
+//! row sums with int64 counts (the caller runs the literal sequence).
+inline at::Tensor seq_masked_sum_cpu(const AggSums& r, bool per_token_mean, std::int64_t& nonempty) {
+  const auto& rs = r.row_sums;
+  const auto& rc = r.row_counts;
+  const auto dt = rs.scalar_type();
+  if (!rs.is_cpu() || !rc.is_cpu() || rc.scalar_type() != at::kLong || (dt != at::kFloat && dt != at::kDouble) ||
+      rs.dim() != 1 || rc.dim() != 1 || rs.size(0) != rc.size(0) || (c10::GradMode::is_enabled() && rs.requires_grad())) {
+    return {};
+  }
+  const auto sums = rs.contiguous();
+  const auto counts = rc.contiguous();
+  const std::int64_t B = sums.size(0);
+  at::Tensor q = at::empty({B}, sums.options());  // (B,) masked_sum's summands
+  const std::int64_t* c = counts.data_ptr<std::int64_t>();
+  nonempty = 0;
+  const auto fill = [&](auto zero) {
+    using S = decltype(zero);
+    const S* x = sums.data_ptr<S>();
+    S* o = q.data_ptr<S>();
+    for (std::int64_t b = 0; b < B; ++b) {
+      const bool valid = c[b] > 0;
+      nonempty += valid ? 1 : 0;
+      // row_counts + 1e-8: int64 + Python float is float32 (the default dtype), computed in float.
+      const S den = static_cast<S>(static_cast<float>(c[b]) + static_cast<float>(1e-8));
+      o[b] = valid ? (per_token_mean ? x[b] / den : x[b]) : S(0);
+    }
+  };
+  if (dt == at::kFloat) fill(float{}); else fill(double{});
+  return q.sum();  // ()
+}
+
 //! agg_loss's arithmetic after the reductions (verl 0.7.1's operations on the reduced tensors, in its order).
 inline at::Tensor agg_loss_tail(const AggSums& r, std::int64_t R, LossAggMode loss_agg_mode,
                                 const GlobalBatchInfo& info, std::string_view owner) {
@@ -63,6 +100,23 @@ inline at::Tensor agg_loss_tail(const AggSums& r, std::int64_t R, LossAggMode lo
     }
     case LossAggMode::seq_mean_token_sum:
     case LossAggMode::seq_mean_token_sum_norm: {
+      std::int64_t nonempty = 0;
+      if (at::Tensor total = seq_masked_sum_cpu(r, false, nonempty); total.defined()) {
+        at::Tensor loss;  // ()
+        if (info.global_batch_size) {
+          loss = total / *info.global_batch_size * info.dp_size;
+        } else {
+          verl::detail::check<ConfigError>(info.dp_size <= 1, owner, ": \"", to_string(loss_agg_mode),
+                                           "\" with dp_size = ", info.dp_size,
+                                           " needs the global `global_batch_size` in GlobalBatchInfo");
+          loss = total / at::scalar_tensor(static_cast<double>(nonempty), at::TensorOptions().dtype(at::kFloat)) *
+                 info.dp_size;
+        }
+        if (loss_agg_mode == LossAggMode::seq_mean_token_sum_norm) {
+          loss = loss / (info.loss_scale_factor ? *info.loss_scale_factor : static_cast<double>(R));
+        }
+        return loss;
+      }
       const auto& seq_losses = r.row_sums;                                   // (B,)
       const auto seq_mask = r.row_counts.gt(0).to(at::kFloat);              // (B,) float32 as verl's .float()
       at::Tensor loss;                                                        // ()
@@ -81,6 +135,14 @@ inline at::Tensor agg_loss_tail(const AggSums& r, std::int64_t R, LossAggMode lo
       return loss;
     }
     case LossAggMode::seq_mean_token_mean: {
+      std::int64_t nonempty = 0;
+      if (at::Tensor total = seq_masked_sum_cpu(r, true, nonempty); total.defined()) {
+        if (info.global_batch_size) return total / *info.global_batch_size * info.dp_size;
+        verl::detail::check<ConfigError>(info.dp_size <= 1, owner, ": \"seq-mean-token-mean\" with dp_size = ",
+                                         info.dp_size, " needs the global `global_batch_size` in GlobalBatchInfo");
+        return total / at::scalar_tensor(static_cast<double>(nonempty), at::TensorOptions().dtype(at::kFloat)) *
+               info.dp_size;
+      }
       const auto seq_losses = r.row_sums / (r.row_counts + 1e-8);            // (B,)
       const auto seq_mask = r.row_counts.gt(0).to(at::kFloat);              // (B,) float32
       if (info.global_batch_size) {
@@ -109,14 +171,65 @@ inline AggSums agg_sums_aten(const at::Tensor& loss_mat, const at::Tensor& loss_
   return r;
 }
 
+//! What agg_rows writes besides the summands: the mask total, the `extra` count, and the high bits of int64 mask
+//! values that do not fit in int32 (mask_as; non-zero means the pass must be redone by ATen).
+struct AggRowsOut {
+  std::int64_t total = 0, extra = 0;
+  std::uint64_t wide = 0;
+};
+
+//! Rows [b0, b1) of agg_sums_fused's pass: straight-line code, so that it vectorises.
+template <bool TokenMean, class S, class M, class X, class E>
+[[gnu::always_inline]] inline AggRowsOut agg_rows_impl(const X& x, const E& extra, const M* m, S* p, std::int64_t* cp,
+                                                       std::int64_t R, std::int64_t b0, std::int64_t b1) {
+  AggRowsOut o;
+  for (std::int64_t b = b0; b < b1; ++b) {
+    std::int64_t row = 0, e = 0;
+    std::uint64_t wide = 0;
+#pragma GCC ivdep
+    for (std::int64_t i = b * R, end = i + R; i < end; ++i) {
+      const S v = x(b, i);
+      const M mv = m[i];
+      const S ms = mask_as<S>(mv, wide);
+      // masked_sum's summand (where(m, v, 0) * m) for token-mean, the plain product for the seq modes.
+      p[i] = TokenMean ? select(mv != M(0), v, S(0)) * ms : v * ms;
+      const auto mi = static_cast<std::int64_t>(mv);
+      row += mi;
+      e += extra(i) ? mi : 0;
+    }
+    o.total += row;
+    o.extra += e;
+    o.wide |= wide;
+    if (cp) cp[b] = row;
+  }
+  return o;
+}
+
+template <bool TokenMean, class S, class M, class X, class E>
+AggRowsOut agg_rows_base(const X& x, const E& extra, const M* m, S* p, std::int64_t* cp, std::int64_t R,
+                         std::int64_t b0, std::int64_t b1) {
+  return agg_rows_impl<TokenMean>(x, extra, m, p, cp, R, b0, b1);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// AVX2 without FMA: the same IEEE operations as the baseline build (see token_rows_avx2).
+template <bool TokenMean, class S, class M, class X, class E>
+[[gnu::target("avx2")]] AggRowsOut agg_rows_avx2(const X& x, const E& extra, const M* m, S* p, std::int64_t* cp,
+                                                 std::int64_t R, std::int64_t b0, std::int64_t b1) {
+  return agg_rows_impl<TokenMean>(x, extra, m, p, cp, R, b0, b1);
+}
+#endif
+
 //! agg_loss's reductions fused over CPU data, bit-identical to agg_sums_aten: one pass writes the exact summands
 //! (masked_sum's where-then-multiply for token-mean, the plain product for the seq modes) into one scratch
 //! tensor that ATen's sum reduces as it reduces verl's; the mask counts are exact integers (bool/integer masks
 //! only). `x(b, i)` yields the loss at flat index i of row b; `extra(i)` (a bool) is counted, times the mask,
-//! into `extra_count` (the value loss's clip indicator rides along this way).
+//! into `extra_count` (the value loss's clip indicator rides along this way). `x` and `extra` should be
+//! branch-free (see fused_cpu.hpp's select). std::nullopt when an int64 mask value does not fit in int32 (the
+//! caller then takes the ATen path).
 template <class S, class M, class X, class E>
-AggSums agg_sums_fused(const X& x, const E& extra, const at::Tensor& mask, LossAggMode mode,
-                       std::int64_t& extra_count) {
+std::optional<AggSums> agg_sums_fused(const X& x, const E& extra, const at::Tensor& mask, LossAggMode mode,
+                                      std::int64_t& extra_count) {
   static_assert(!std::is_floating_point_v<M>, "agg_sums_fused: exact counts need a bool/integer mask");
   const std::int64_t B = mask.size(0), R = mask.size(1);
   const M* m = mask.data_ptr<M>();
@@ -130,23 +243,21 @@ AggSums agg_sums_fused(const X& x, const E& extra, const at::Tensor& mask, LossA
     cp = counts.data_ptr<std::int64_t>();
   }
   std::atomic<std::int64_t> total{0}, ext{0};
+  std::atomic<std::uint64_t> wide{0};
+  const bool avx2 = cpu_has_avx2();
   parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
-    std::int64_t t = 0, e = 0;
-    for (std::int64_t b = b0; b < b1; ++b) {
-      std::int64_t row = 0;
-      for (std::int64_t i = b * R, end = i + R; i < end; ++i) {
-        const S v = x(b, i);
-        p[i] = token ? masked_term<S, M>(v, m[i]) : v * static_cast<S>(m[i]);
-        const auto mi = static_cast<std::int64_t>(m[i]);
-        row += mi;
-        if (extra(i)) e += mi;
-      }
-      t += row;
-      if (cp) cp[b] = row;
-    }
-    total.fetch_add(t, std::memory_order_relaxed);
-    ext.fetch_add(e, std::memory_order_relaxed);
+    const auto run = [&]<bool TokenMean>(std::bool_constant<TokenMean>) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+      if (avx2) return agg_rows_avx2<TokenMean>(x, extra, m, p, cp, R, b0, b1);
+#endif
+      return agg_rows_base<TokenMean>(x, extra, m, p, cp, R, b0, b1);
+    };
+    const AggRowsOut o = token ? run(std::true_type{}) : run(std::false_type{});
+    total.fetch_add(o.total, std::memory_order_relaxed);
+    ext.fetch_add(o.extra, std::memory_order_relaxed);
+    wide.fetch_or(o.wide, std::memory_order_relaxed);
   });
+  if (wide.load() != 0) return std::nullopt;
   extra_count = ext.load();
   AggSums r;
   if (token) {
@@ -188,7 +299,7 @@ inline bool agg_fusable(const at::Tensor& loss_mat, const at::Tensor& loss_mask)
   detail::check_agg_inputs(loss_mat, loss_mask, owner);
   if (detail::agg_fusable(loss_mat, loss_mask)) {
     const auto x = loss_mat.contiguous(), m = loss_mask.contiguous();  // (B,R)
-    detail::AggSums sums;
+    std::optional<detail::AggSums> sums;
     detail::dispatch_value_mask(x.scalar_type(), m.scalar_type(), [&](auto s, auto mk) {
       using S = decltype(s);
       using M = decltype(mk);
@@ -199,7 +310,7 @@ inline bool agg_fusable(const at::Tensor& loss_mat, const at::Tensor& loss_mask)
                                             [](std::int64_t) { return false; }, m, loss_agg_mode, unused);
       }
     });
-    return detail::agg_loss_tail(sums, loss_mask.size(-1), loss_agg_mode, info, owner);
+    if (sums) return detail::agg_loss_tail(*sums, loss_mask.size(-1), loss_agg_mode, info, owner);
   }
   return detail::agg_loss_tail(detail::agg_sums_aten(loss_mat, loss_mask, loss_agg_mode), loss_mask.size(-1),
                                loss_agg_mode, info, owner);

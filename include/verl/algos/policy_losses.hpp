@@ -187,7 +187,8 @@ PolicyLossOutput finish_token_loss(const FusedPolicyInputs& in, const std::vecto
   return out;
 }
 
-//! A token-level fused loss: `tok(b, i) -> Token<T>` per token, then finish_token_loss. std::nullopt when a
+//! A token-level fused loss: `tok(b, i) -> Token<T>` per token (pg and dpg before rollout_is_weights, which
+//! token_pass applies), then finish_token_loss. std::nullopt when a
 //! token reports a non-finite input (the caller falls back to verl's ATen sequence, whose clamps then matter).
 template <class T, class M, class Tok, class Prep = NoPrep>
 std::optional<PolicyLossOutput> fused_token_loss(const FusedPolicyInputs& in, LossAggMode mode,
@@ -196,7 +197,8 @@ std::optional<PolicyLossOutput> fused_token_loss(const FusedPolicyInputs& in, Lo
   std::vector<RowAcc> rows;
   at::Tensor coef = grad_buffer(in);
   if (!token_pass<T, M>(in.lp.size(0), in.lp.size(1), in.mask.data_ptr<M>(),
-                        in.need_grad ? coef.data_ptr<T>() : nullptr, rows, tok, prep)) {
+                        in.need_grad ? coef.data_ptr<T>() : nullptr, in.w.defined() ? in.w.data_ptr<T>() : nullptr,
+                        rows, tok, prep)) {
     return std::nullopt;
   }
   return finish_token_loss<T, M>(in, rows, mode, info, coef, kl, clip, lower);
@@ -208,7 +210,6 @@ std::optional<PolicyLossOutput> vanilla_fused(const FusedPolicyInputs& in, LossA
   const T* olp = in.olp.data_ptr<T>();
   const T* lp = in.lp.data_ptr<T>();
   const T* adv = in.adv.data_ptr<T>();
-  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
   // Clip bounds as verl computes them: Python doubles, cast to T by torch.clamp / the scalar multiply.
   const T lo = static_cast<T>(1.0 - cfg.low()), hi = static_cast<T>(1.0 + cfg.high());
   const T c = static_cast<T>(cfg.clip_ratio_c);
@@ -216,30 +217,29 @@ std::optional<PolicyLossOutput> vanilla_fused(const FusedPolicyInputs& in, LossA
                                 [=](std::int64_t, std::int64_t i, const T* sl, std::int64_t cap) {
     Token<T> k;
     const T d = lp[i] - olp[i];
-    if (!std::isfinite(d) || !std::isfinite(adv[i])) { k.ok = false; return k; }
+    k.ok = std::isfinite(d) & std::isfinite(adv[i]);  // a flag, not a return: the loop stays straight-line
     (void)cap;
     // Branch-free (random signs and clip outcomes would mispredict): selections are 0/1 blends, exact for
     // finite values.
-    const T nak = std::min(std::max(d, T(-20)), T(20));
+    const T nak = min_of(max_of(d, T(-20)), T(20));
     const T r = sl[0];  // exp(nak), ATen's exp (RatioPrep)
     const T na = -adv[i];
     const T l1 = na * r;
-    const T l2 = na * std::min(std::max(r, lo), hi);
-    const T c1 = std::max(l1, l2);
+    const T l2 = na * min_of(max_of(r, lo), hi);
+    const T c1 = max_of(l1, l2);
     const T l3 = na * c;
     const T neg = ind<T>(adv[i] < T(0));
     // d(pg)/d(log_prob) by autograd's rules for clamp (inclusive bounds), maximum/minimum (ties split).
     const T dr = ind<T>((d >= T(-20)) & (d <= T(20))) * r;
     const T dc1 = max_grad(l1, na * dr, l2, ind<T>((r >= lo) & (r <= hi)) * na * dr);
-    const T m3 = std::min(l3, c1);
+    const T m3 = min_of(l3, c1);
     T pg = c1 * (T(1) - neg) + m3 * neg;
     T dpg = dc1 * (T(1) - neg) + min_grad(l3, T(0), c1, dc1) * neg;
-    if (w) { pg *= w[i]; dpg *= w[i]; }
     k.pg = pg;
     k.dpg = dpg;
-    k.kl = -static_cast<double>(nak);
-    k.clip = static_cast<double>(l2 > l1);
-    k.lower = static_cast<double>(c1 > l3) * static_cast<double>(neg);
+    k.kl = -nak;
+    k.clip = ind<T>(l2 > l1);
+    k.lower = ind<T>(c1 > l3) * neg;
     return k;
   }, RatioPrep<T, 1>{lp, olp, adv, T(20)});
 }
@@ -252,7 +252,6 @@ std::optional<PolicyLossOutput> gspo_fused(const FusedPolicyInputs& in, const Ac
   const T* lp = in.lp.data_ptr<T>();
   const T* adv = in.adv.data_ptr<T>();
   const M* mask = in.mask.data_ptr<M>();
-  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
   const T lo = static_cast<T>(1.0 - cfg.low()), hi = static_cast<T>(1.0 + cfg.high());
   std::vector<T> seq_ratio(static_cast<std::size_t>(B)), seq_gate(static_cast<std::size_t>(B));
   std::atomic<bool> bad{false};
@@ -275,19 +274,18 @@ std::optional<PolicyLossOutput> gspo_fused(const FusedPolicyInputs& in, const Ac
   return fused_token_loss<T, M>(in, LossAggMode::seq_mean_token_mean, cfg.global_batch_info, Metric::value,
                                 Metric::value, Metric::zero, [&](std::int64_t b, std::int64_t i, const T*, std::int64_t) {
     Token<T> k;
-    if (!std::isfinite(adv[i])) { k.ok = false; return k; }
+    k.ok = std::isfinite(adv[i]);
     const T s = seq_ratio[static_cast<std::size_t>(b)];
     const T ds = s * seq_gate[static_cast<std::size_t>(b)];
     const T na = -adv[i];
     const T l1 = na * s;
-    const T l2 = na * std::min(std::max(s, lo), hi);
-    T pg = std::max(l1, l2);
+    const T l2 = na * min_of(max_of(s, lo), hi);
+    T pg = max_of(l1, l2);
     T dpg = max_grad(l1, na * ds, l2, ind<T>((s >= lo) & (s <= hi)) * na * ds);
-    if (w) { pg *= w[i]; dpg *= w[i]; }
     k.pg = pg;
     k.dpg = dpg;
-    k.kl = -static_cast<double>(lp[i] - olp[i]);
-    k.clip = static_cast<double>(l2 > l1);
+    k.kl = -(lp[i] - olp[i]);
+    k.clip = ind<T>(l2 > l1);
     return k;
   });
 }
@@ -298,7 +296,6 @@ std::optional<PolicyLossOutput> sapo_fused(const FusedPolicyInputs& in, const Ac
   const T* olp = in.olp.data_ptr<T>();
   const T* lp = in.lp.data_ptr<T>();
   const T* adv = in.adv.data_ptr<T>();
-  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
   const T tau_pos = static_cast<T>(cfg.tau_pos), tau_neg = static_cast<T>(cfg.tau_neg);
   // verl's `4.0 / taus` is taus.reciprocal() * 4.0.
   const T c_pos = (T(1) / tau_pos) * T(4), c_neg = (T(1) / tau_neg) * T(4);
@@ -306,8 +303,8 @@ std::optional<PolicyLossOutput> sapo_fused(const FusedPolicyInputs& in, const Ac
                                 Metric::zero, Metric::zero, [=](std::int64_t, std::int64_t i, const T* sl, std::int64_t cap) {
     Token<T> k;
     const T d = lp[i] - olp[i];
-    if (!std::isfinite(d) || !std::isfinite(adv[i])) { k.ok = false; return k; }
-    const T nak = std::min(std::max(d, T(-20)), T(20));
+    k.ok = std::isfinite(d) & std::isfinite(adv[i]);
+    const T nak = min_of(max_of(d, T(-20)), T(20));
     const T r = sl[0];        // exp(nak), ATen's exp
     const T pos = ind<T>(adv[i] > T(0));
     const T tau = tau_pos * pos + tau_neg * (T(1) - pos);  // exact 0/1 blends
@@ -317,10 +314,9 @@ std::optional<PolicyLossOutput> sapo_fused(const FusedPolicyInputs& in, const Ac
     T pg = -gate * adv[i];
     const T dr = ind<T>((d >= T(-20)) & (d <= T(20))) * r;
     T dpg = -adv[i] * (cc * (sig * (T(1) - sig)) * tau * dr);
-    if (w) { pg *= w[i]; dpg *= w[i]; }
     k.pg = pg;
     k.dpg = dpg;
-    k.kl = -static_cast<double>(nak);
+    k.kl = -nak;
     return k;
   }, RatioPrep<T, 2>{lp, olp, adv, T(20), tau_pos, tau_neg});
 }
@@ -330,14 +326,12 @@ template <class T, class M>
 std::optional<PolicyLossOutput> gpg_fused(const FusedPolicyInputs& in, LossAggMode mode, const ActorConfig& cfg) {
   const T* lp = in.lp.data_ptr<T>();
   const T* adv = in.adv.data_ptr<T>();
-  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
   return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::none, Metric::none, Metric::none,
                                 [=](std::int64_t, std::int64_t i, const T*, std::int64_t) {
     Token<T> k;
-    if (!std::isfinite(lp[i]) || !std::isfinite(adv[i])) { k.ok = false; return k; }
+    k.ok = std::isfinite(lp[i]) & std::isfinite(adv[i]);
     k.pg = -lp[i] * adv[i];
     k.dpg = -adv[i];
-    if (w) { k.pg *= w[i]; k.dpg *= w[i]; }
     return k;
   });
 }
@@ -348,22 +342,20 @@ std::optional<PolicyLossOutput> cispo_fused(const FusedPolicyInputs& in, LossAgg
   const T* olp = in.olp.data_ptr<T>();
   const T* lp = in.lp.data_ptr<T>();
   const T* adv = in.adv.data_ptr<T>();
-  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
   const T lo = static_cast<T>(1.0 - cfg.low()), hi = static_cast<T>(1.0 + cfg.high());
   return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::value, Metric::value, Metric::zero,
                                 [=](std::int64_t, std::int64_t i, const T* sl, std::int64_t cap) {
     Token<T> k;
     const T d = lp[i] - olp[i];
-    if (!std::isfinite(d) || !std::isfinite(adv[i]) || !std::isfinite(lp[i])) { k.ok = false; return k; }
+    k.ok = std::isfinite(d) & std::isfinite(adv[i]) & std::isfinite(lp[i]);
     (void)cap;
-    const T nak = std::min(std::max(d, T(-20)), T(20));
+    const T nak = min_of(max_of(d, T(-20)), T(20));
     const T r = sl[0];  // exp(nak), ATen's exp
-    const T cr = std::min(std::max(r, lo), hi);
+    const T cr = min_of(max_of(r, lo), hi);
     k.dpg = -cr * adv[i];
     k.pg = k.dpg * lp[i];
-    if (w) { k.pg *= w[i]; k.dpg *= w[i]; }
-    k.kl = -static_cast<double>(nak);
-    k.clip = static_cast<double>(differ(r, cr));
+    k.kl = -nak;
+    k.clip = ind<T>(differ(r, cr));
     return k;
   }, RatioPrep<T, 1>{lp, olp, adv, T(20)});
 }
@@ -484,7 +476,6 @@ std::optional<PolicyLossOutput> clip_cov_fused(const FusedPolicyInputs& in, Loss
   const T* lp = in.lp.data_ptr<T>();
   const T* adv = in.adv.data_ptr<T>();
   const M* mask = in.mask.data_ptr<M>();
-  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
   const auto& pl = cfg.policy_loss;
   const auto opts = at::TensorOptions().dtype(in.lp.scalar_type());
   // Pass 1: masked_sum summands of advantages and log_prob (rows 0 and 1 of one scratch), log-ratio, count.
@@ -518,7 +509,7 @@ std::optional<PolicyLossOutput> clip_cov_fused(const FusedPolicyInputs& in, Loss
   const auto candidate = [=](std::int64_t i) {
     if (!(mask[i] > M(0))) return false;
     const T na = -adv[i];
-    if (na * std::min(std::max(rp[i], lo), hi) > na * rp[i]) return false;  // clip_by_origin -> cov = -inf
+    if (na * min_of(max_of(rp[i], lo), hi) > na * rp[i]) return false;  // clip_by_origin -> cov = -inf
     const T cov = (adv[i] - mean_a) * (lp[i] - mean_l);
     return cov < ub && cov > lb;
   };
@@ -557,18 +548,17 @@ std::optional<PolicyLossOutput> clip_cov_fused(const FusedPolicyInputs& in, Loss
   return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::value, Metric::value, Metric::none,
                                 [&](std::int64_t b, std::int64_t i, const T*, std::int64_t) {
     Token<T> k;
-    k.kl = -static_cast<double>(lp[i] - olp[i]);
+    k.kl = -(lp[i] - olp[i]);
     if (cut.hit(b, i)) {  // corr = 0: loss and gradient cut
-      k.clip = 1.0;
+      k.clip = T(1);
       return k;
     }
     const T r = rp[i];
     const T na = -adv[i];
     const T l1 = na * r;
-    const T l2 = na * std::min(std::max(r, lo), hi);
-    k.pg = std::max(l1, l2);
+    const T l2 = na * min_of(max_of(r, lo), hi);
+    k.pg = max_of(l1, l2);
     k.dpg = max_grad(l1, na * r, l2, ind<T>((r >= lo) & (r <= hi)) * na * r);
-    if (w) { k.pg *= w[i]; k.dpg *= w[i]; }
     return k;
   });
 }
@@ -583,7 +573,6 @@ std::optional<PolicyLossOutput> kl_cov_fused(const FusedPolicyInputs& in, LossAg
   const T* lp = in.lp.data_ptr<T>();
   const T* adv = in.adv.data_ptr<T>();
   const M* mask = in.mask.data_ptr<M>();
-  const T* w = in.w.defined() ? in.w.data_ptr<T>() : nullptr;
   const auto& pl = cfg.policy_loss;
   std::vector<std::int64_t> per_row(static_cast<std::size_t>(B) + 1, 0);
   std::atomic<bool> bad{false};
@@ -651,8 +640,7 @@ std::optional<PolicyLossOutput> kl_cov_fused(const FusedPolicyInputs& in, LossAg
       k.pg = k.pg + std::abs(d) * coef;
       k.dpg += coef * (ind<T>(d > T(0)) - ind<T>(d < T(0)));
     }
-    if (w) { k.pg *= w[i]; k.dpg *= w[i]; }
-    k.kl = std::abs(static_cast<double>(d));
+    k.kl = std::abs(d);
     return k;
   }, RatioPrep<T, 1>{lp, olp, adv, std::numeric_limits<T>::infinity()});
 }

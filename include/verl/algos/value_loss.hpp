@@ -64,14 +64,16 @@ inline std::optional<ValueLossOutput> value_loss_fused(const at::Tensor& vpreds,
       // vpredclipped = max(min(vp, values + c), values - c); losses (vp - R)^2 and (vpc - R)^2 as x * x.
       const auto vf = [=](std::int64_t i, T& l1, T& l2) {
         const T d1 = v[i] - r[i];
-        const T d2 = std::max(std::min(v[i], w[i] + c), w[i] - c) - r[i];
+        const T d2 = max_of(min_of(v[i], w[i] + c), w[i] - c) - r[i];
         l1 = d1 * d1;
         l2 = d2 * d2;
       };
       std::int64_t clipped = 0;
-      const auto sums = agg_sums_fused<T, M>(
-          [&](std::int64_t, std::int64_t i) { T l1, l2; vf(i, l1, l2); return std::max(l1, l2); },
+      const auto fused_sums = agg_sums_fused<T, M>(
+          [&](std::int64_t, std::int64_t i) { T l1, l2; vf(i, l1, l2); return max_of(l1, l2); },
           [&](std::int64_t i) { T l1, l2; vf(i, l1, l2); return l2 > l1; }, m, mode, clipped);
+      if (!fused_sums) return;  // an int64 mask value beyond int32: verl's ATen sequence below
+      const AggSums& sums = *fused_sums;
       ValueLossOutput out;
       out.vf_loss = agg_loss_tail(sums, m.size(-1), mode, info, "verl::core_algos::compute_value_loss") * 0.5;  // ()
       // masked_mean(indicator.float(), mask): the float32 sum of 0/1 * m is the exact integer `clipped`.

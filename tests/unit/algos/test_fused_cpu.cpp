@@ -212,4 +212,32 @@ TEST_CASE("fused policy losses agree with verl's sequence, Clip-Cov and KL-Cov p
   }
 }
 
+TEST_CASE("fused policy losses fall back to verl's sequence for int64 mask values beyond int32 and non-finite inputs",
+          "[algos][losses][policy][fused]") {
+  // The vectorised token loop reads an int64 mask through int32 (fused_cpu.hpp mask_as) and must give up when a
+  // value does not fit; a non-finite log-prob or advantage must also leave the result to verl's sequence, whose
+  // clamps decide it. Either way the result is then the generic kernel's, bit for bit. Without the fallback, the
+  // mask value 2^33 read as int32 would be 0 and drop the token (a loss change far above any tolerance).
+  torch::manual_seed(106);
+  ActorConfig cfg;
+  cfg.clip_ratio_high = 0.28;
+  const auto old_lp = -torch::rand({kB, kT}) * 2;
+  const auto lp = old_lp + torch::randn({kB, kT}) * 0.3;
+  const auto adv = torch::randn({kB, kT});
+  for (int variant = 0; variant < 3; ++variant) {
+    INFO("variant " << variant);
+    auto m = random_mask(kB, kT);
+    auto l = lp.clone();
+    auto a = adv.clone();
+    if (variant == 0) m.index_put_({7, 11}, std::int64_t{1} << 33);                 // wider than int32
+    if (variant == 1) l.index_put_({9, 4}, std::numeric_limits<float>::infinity());  // log-ratio +inf
+    if (variant == 2) a.index_put_({2, 8}, std::numeric_limits<float>::quiet_NaN());
+    const auto fused = compute_policy_loss_vanilla(old_lp, l, a, m, verl::LossAggMode::token_mean, cfg);
+    const auto generic = verl::core_algos::detail::vanilla_generic(old_lp, l, a, m, verl::LossAggMode::token_mean, cfg, std::nullopt);
+    CHECK(same(fused.loss, generic.loss));
+    CHECK(same(fused.ppo_kl, generic.ppo_kl));
+    CHECK(same(fused.pg_clipfrac, generic.pg_clipfrac));
+  }
+}
+
 }  // namespace test_fused_cpu
