@@ -38,6 +38,14 @@ def make_inputs(b: int, t: int):
     return old, lp, adv, mask
 
 
+def make_entropy_inputs(b: int, t: int):
+    """bench_losses.cpp's entropy inputs: (B, T/8, V=64) logits, an all-ones int64 mask."""
+    torch.manual_seed(0)
+    logits = torch.randn(b, t // 8, 64)
+    mask = torch.ones(b, t // 8, dtype=torch.long)
+    return logits, mask
+
+
 def verl_functions(verl, verl_f):
     cfg = ActorConfig(clip_ratio_low=0.2, clip_ratio_high=0.28)
 
@@ -55,6 +63,11 @@ def verl_functions(verl, verl_f):
         "kl_low_var_kl": lambda old, lp, adv, mask: verl.kl_penalty(lp, old, "low_var_kl"),
         "kl_k1": lambda old, lp, adv, mask: verl.kl_penalty(lp, old, "kl"),
         "compute_rewards": lambda old, lp, adv, mask: verl.compute_rewards(adv, lp, old, 0.001),
+        # These two take make_entropy_inputs' (logits, mask); ours is compute_entropy_loss without / with chunks.
+        "entropy": lambda logits, mask: verl.compute_entropy_loss(logits, mask, "token-mean").item(),
+        "entropy_chunked": lambda logits, mask: verl.agg_loss(
+            verl_f.entropy_from_logits_with_chunking(logits.reshape(-1, logits.size(-1)), 2048).view(mask.shape),
+            mask, "token-mean").item(),
     }
 
 
@@ -89,9 +102,11 @@ def main() -> None:
                               f"--benchmark_min_time={args.min_time}"], check=True, capture_output=True, text=True)
         ours = {r["name"].split("/")[0]: r["real_time"] / 1000.0 for r in json.loads(out.stdout)["benchmarks"]}
         inputs = make_inputs(b, t)
+        entropy_inputs = make_entropy_inputs(b, t)
         with torch.no_grad():
             for name in names:
-                t_verl = time_call(fns[name], inputs, args.min_time) * 1000
+                t_verl = time_call(fns[name], entropy_inputs if name.startswith("entropy") else inputs,
+                                   args.min_time) * 1000
                 t_ours = ours.get(name, float("nan"))
                 print(f"{name:32s} {size:>10s} {t_verl:10.3f} {t_ours:10.3f} {t_verl / t_ours:7.2f}x", flush=True)
 

@@ -373,6 +373,40 @@ inline bool cpu_has_avx2() {
 #endif
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define VERL_DETAIL_SIMD_BODY __attribute__((always_inline))
+#else
+#define VERL_DETAIL_SIMD_BODY
+#endif
+
+template <class F>
+void rows_base(const F& f, std::int64_t b0, std::int64_t b1) {
+  f(b0, b1);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// AVX2 without FMA: the same IEEE operations as the baseline build (see token_rows_avx2).
+template <class F>
+[[gnu::target("avx2")]] void rows_avx2(const F& f, std::int64_t b0, std::int64_t b1) {
+  f(b0, b1);  // `f` (a lambda called once) is inlined here and its loops vectorised for AVX2
+}
+#endif
+
+//! parallel_rows whose body `f(b0, b1)` is compiled for AVX2 too and run so where the CPU has it. For bodies
+//! written as straight-line loops (select, min_of, ...), which then vectorise 8 floats wide. The body must be
+//! inlined into rows_avx2 for that: give the lambda VERL_DETAIL_SIMD_BODY after its parameter list (GCC does not
+//! inline a large lambda on its own, and a body left out of line runs the baseline ISA's code).
+template <class F>
+void parallel_rows_simd(std::int64_t B, std::int64_t R, const F& f) {
+  const bool avx2 = cpu_has_avx2();
+  parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (avx2) return rows_avx2(f, b0, b1);
+#endif
+    rows_base(f, b0, b1);
+  });
+}
+
 //! Runs `tok(b, i, s, cap) -> Token<T>` over all tokens, row-parallel, filling `rows` and (when g != nullptr)
 //! the unscaled gradient g[i] = dpg * m; with rollout-IS weights `w` (else nullptr) pg and dpg are multiplied by
 //! w[i] first. Rows go in blocks of ~8K tokens; before each block,

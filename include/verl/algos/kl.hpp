@@ -51,14 +51,14 @@ at::Tensor fused_binary(const at::Tensor& a_in, const at::Tensor& b_in, const F&
     const float* ap = a.data_ptr<float>();
     const float* bp = b.data_ptr<float>();
     float* op = out.data_ptr<float>();
-    parallel_rows(rows, cols, [&](std::int64_t r0, std::int64_t r1) {
+    parallel_rows_simd(rows, cols, [=](std::int64_t r0, std::int64_t r1) VERL_DETAIL_SIMD_BODY {
       for (std::int64_t i = r0 * cols; i < r1 * cols; ++i) op[i] = f(ap[i], bp[i]);
     });
   } else {
     const double* ap = a.data_ptr<double>();
     const double* bp = b.data_ptr<double>();
     double* op = out.data_ptr<double>();
-    parallel_rows(rows, cols, [&](std::int64_t r0, std::int64_t r1) {
+    parallel_rows_simd(rows, cols, [=](std::int64_t r0, std::int64_t r1) VERL_DETAIL_SIMD_BODY {
       for (std::int64_t i = r0 * cols; i < r1 * cols; ++i) op[i] = f(ap[i], bp[i]);
     });
   }
@@ -111,7 +111,7 @@ inline void check_kl_inputs(const at::Tensor& logprob, const at::Tensor& ref_log
     const std::int64_t n = out.numel(), cols = out.dim() > 0 ? out.size(-1) : 1;
     const auto finish = [&](auto* o, const auto* a, const auto* b) {
       using T = std::remove_pointer_t<decltype(o)>;
-      detail::parallel_rows(cols > 0 ? n / cols : 0, cols, [&](std::int64_t r0, std::int64_t r1) {
+      detail::parallel_rows_simd(cols > 0 ? n / cols : 0, cols, [=](std::int64_t r0, std::int64_t r1) VERL_DETAIL_SIMD_BODY {
         for (std::int64_t i = r0 * cols; i < r1 * cols; ++i) o[i] = detail::clamp_nan((o[i] - kl(a[i], b[i])) - T(1), T(-10), T(10));
       });
     };

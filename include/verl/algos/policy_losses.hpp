@@ -443,28 +443,6 @@ std::optional<PolicyLossOutput> geo_mean_fused(const FusedPolicyInputs& in, cons
   return out;
 }
 
-//! Walks a sorted list of selected flat indices alongside a row-major token pass: `hit(b, i)` is true when i
-//! is selected. Rows must be visited by one thread each, in increasing i (token_pass does).
-class SelectedCursor {
- public:
-  SelectedCursor(const std::vector<std::int64_t>& sorted, std::int64_t B, std::int64_t R) : sel_(sorted) {
-    pos_.resize(static_cast<std::size_t>(B));
-    for (std::int64_t b = 0; b < B; ++b) {
-      pos_[static_cast<std::size_t>(b)] =
-          static_cast<std::size_t>(std::lower_bound(sel_.begin(), sel_.end(), b * R) - sel_.begin());
-    }
-  }
-  bool hit(std::int64_t b, std::int64_t i) const {
-    auto& p = pos_[static_cast<std::size_t>(b)];
-    if (p < sel_.size() && sel_[p] == i) { ++p; return true; }
-    return false;
-  }
-
- private:
-  const std::vector<std::int64_t>& sel_;
-  mutable std::vector<std::size_t> pos_;
-};
-
 //! Fused Clip-Cov with verl's selection semantics exactly: the two masked means are ATen sums of the exact
 //! summands (so cov has verl's bits), the ratio is ATen's exp of the same log-ratio tensor (so the PPO-clip
 //! exclusion is verl's), the candidates are listed in nonzero()'s row-major order and permuted by the same
@@ -486,16 +464,22 @@ std::optional<PolicyLossOutput> clip_cov_fused(const FusedPolicyInputs& in, Loss
   T* rp = ratio.data_ptr<T>();
   std::atomic<std::int64_t> count{0};
   std::atomic<bool> bad{false};
-  parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+  parallel_rows_simd(B, R, [&](std::int64_t b0, std::int64_t b1) VERL_DETAIL_SIMD_BODY {
     std::int64_t c = 0;
+    unsigned nonfinite = 0;
+    std::uint64_t wide = 0;
+#pragma GCC ivdep
     for (std::int64_t i = b0 * R; i < b1 * R; ++i) {
-      if (!std::isfinite(lp[i]) || !std::isfinite(olp[i]) || !std::isfinite(adv[i])) bad.store(true);
-      sa[i] = masked_term<T, M>(adv[i], mask[i]);
-      sl[i] = masked_term<T, M>(lp[i], mask[i]);
+      nonfinite |= static_cast<unsigned>(!(std::isfinite(lp[i]) & std::isfinite(olp[i]) & std::isfinite(adv[i])));
+      const M mv = mask[i];
+      const T ms = mask_as<T>(mv, wide);
+      sa[i] = select(mv != M(0), adv[i], T(0)) * ms;  // masked_term
+      sl[i] = select(mv != M(0), lp[i], T(0)) * ms;
       rp[i] = lp[i] - olp[i];
-      if constexpr (!std::is_floating_point_v<M>) c += static_cast<std::int64_t>(mask[i]);
+      if constexpr (!std::is_floating_point_v<M>) c += static_cast<std::int64_t>(mv);
     }
     count.fetch_add(c);
+    if ((nonfinite != 0) | (wide != 0)) bad.store(true);
   });
   if (bad.load()) return std::nullopt;
   const at::Tensor mask_sum = mask_total<M>(in.mask, count.load());          // ()
@@ -505,32 +489,40 @@ std::optional<PolicyLossOutput> clip_cov_fused(const FusedPolicyInputs& in, Loss
   at::exp_(ratio);  // (B,R) ATen's exp, as verl's torch.exp
   const T lo = static_cast<T>(1.0 - cfg.low()), hi = static_cast<T>(1.0 + cfg.high());
   const T lb = static_cast<T>(pl.clip_cov_lb), ub = static_cast<T>(pl.clip_cov_ub);
-  // Pass 2: candidates (valid, not clipped by the PPO clip, lb < cov < ub) per row, then in row-major order.
-  const auto candidate = [=](std::int64_t i) {
-    if (!(mask[i] > M(0))) return false;
-    const T na = -adv[i];
-    if (na * min_of(max_of(rp[i], lo), hi) > na * rp[i]) return false;  // clip_by_origin -> cov = -inf
-    const T cov = (adv[i] - mean_a) * (lp[i] - mean_l);
-    return cov < ub && cov > lb;
-  };
+  // Pass 2: candidates (valid, not clipped by the PPO clip, lb < cov < ub): a 0/1 flag per token and a count
+  // per row; then their flat indices in row-major order (nonzero()'s), compacted without a branch.
+  std::vector<std::uint8_t> flag(static_cast<std::size_t>(B * R));
+  std::uint8_t* fp = flag.data();
   std::vector<std::int64_t> per_row(static_cast<std::size_t>(B) + 1, 0);
-  parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+  // By value: the uint8 stores may alias anything, so values read through a by-reference capture would be
+  // reloaded on every iteration and the loop would not vectorise.
+  parallel_rows_simd(B, R, [=, &per_row](std::int64_t b0, std::int64_t b1) VERL_DETAIL_SIMD_BODY {
     for (std::int64_t b = b0; b < b1; ++b) {
       std::int64_t c = 0;
-      for (std::int64_t i = b * R, e = i + R; i < e; ++i) c += candidate(i) ? 1 : 0;
+#pragma GCC ivdep
+      for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
+        const T na = -adv[i];
+        const bool clipped = na * min_of(max_of(rp[i], lo), hi) > na * rp[i];  // clip_by_origin -> cov = -inf
+        const T cov = (adv[i] - mean_a) * (lp[i] - mean_l);
+        const bool cand = (mask[i] > M(0)) & !clipped & (cov < ub) & (cov > lb);
+        const std::uint8_t f = cand ? 1 : 0;
+        fp[i] = f;
+        c += f;
+      }
       per_row[static_cast<std::size_t>(b) + 1] = c;
     }
   });
   for (std::size_t b = 1; b < per_row.size(); ++b) per_row[b] += per_row[b - 1];
   const std::int64_t candidates = per_row.back();
-  std::vector<std::int64_t> selected;
+  // Pass 3 reuses the flags: 1 = the token's loss and gradient are cut (corr = 0).
   if (candidates > 0) {
-    std::vector<std::int64_t> linear(static_cast<std::size_t>(candidates));
+    std::vector<std::int64_t> linear(static_cast<std::size_t>(candidates) + 1);  // +1: the compaction's last write
     parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
       for (std::int64_t b = b0; b < b1; ++b) {
         auto o = static_cast<std::size_t>(per_row[static_cast<std::size_t>(b)]);
         for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
-          if (candidate(i)) linear[o++] = i;
+          linear[o] = i;
+          o += fp[i];
         }
       }
     });
@@ -540,25 +532,23 @@ std::optional<PolicyLossOutput> clip_cov_fused(const FusedPolicyInputs& in, Loss
                                                          std::nullopt);  // (K,)
     const std::int64_t* pp = perm.data_ptr<std::int64_t>();
     const std::int64_t take = std::min(clip_num, candidates);
-    selected.reserve(static_cast<std::size_t>(take));
-    for (std::int64_t j = 0; j < take; ++j) selected.push_back(linear[static_cast<std::size_t>(pp[j])]);
-    std::sort(selected.begin(), selected.end());
+    std::fill(flag.begin(), flag.end(), std::uint8_t{0});
+    for (std::int64_t j = 0; j < take; ++j) fp[linear[static_cast<std::size_t>(pp[j])]] = 1;
+  } else {
+    std::fill(flag.begin(), flag.end(), std::uint8_t{0});
   }
-  const SelectedCursor cut(selected, B, R);
   return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::value, Metric::value, Metric::none,
-                                [&](std::int64_t b, std::int64_t i, const T*, std::int64_t) {
+                                [=](std::int64_t, std::int64_t i, const T*, std::int64_t) {
     Token<T> k;
+    const bool cut = fp[i] != 0;
     k.kl = -(lp[i] - olp[i]);
-    if (cut.hit(b, i)) {  // corr = 0: loss and gradient cut
-      k.clip = T(1);
-      return k;
-    }
     const T r = rp[i];
     const T na = -adv[i];
     const T l1 = na * r;
     const T l2 = na * min_of(max_of(r, lo), hi);
-    k.pg = max_of(l1, l2);
-    k.dpg = max_grad(l1, na * r, l2, ind<T>((r >= lo) & (r <= hi)) * na * r);
+    k.pg = select(cut, T(0), max_of(l1, l2));
+    k.dpg = select(cut, T(0), max_grad(l1, na * r, l2, ind<T>((r >= lo) & (r <= hi)) * na * r));
+    k.clip = ind<T>(cut);
     return k;
   });
 }
@@ -576,20 +566,23 @@ std::optional<PolicyLossOutput> kl_cov_fused(const FusedPolicyInputs& in, LossAg
   const auto& pl = cfg.policy_loss;
   std::vector<std::int64_t> per_row(static_cast<std::size_t>(B) + 1, 0);
   std::atomic<bool> bad{false};
-  parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
+  parallel_rows_simd(B, R, [&](std::int64_t b0, std::int64_t b1) VERL_DETAIL_SIMD_BODY {
+    unsigned nonfinite = 0;
     for (std::int64_t b = b0; b < b1; ++b) {
       std::int64_t c = 0;
       for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
-        if (!std::isfinite(lp[i]) || !std::isfinite(olp[i]) || !std::isfinite(adv[i])) bad.store(true);
+        nonfinite |= static_cast<unsigned>(!(std::isfinite(lp[i]) & std::isfinite(olp[i]) & std::isfinite(adv[i])));
         c += mask[i] > M(0) ? 1 : 0;
       }
       per_row[static_cast<std::size_t>(b) + 1] = c;
     }
+    if (nonfinite != 0) bad.store(true);
   });
   if (bad.load()) return std::nullopt;
   for (std::size_t b = 1; b < per_row.size(); ++b) per_row[b] += per_row[b - 1];
   const std::int64_t n = per_row.back();
-  std::vector<std::int64_t> selected;
+  std::vector<std::uint8_t> pick(static_cast<std::size_t>(B * R), 0);  // 1 = a top-k token (the KL term applies)
+  std::uint8_t* pk = pick.data();
   if (n > 0) {
     at::Tensor packed = at::empty({2, n}, at::TensorOptions().dtype(in.lp.scalar_type()));  // (2,n) adv, log_prob
     T* pa = packed.data_ptr<T>();
@@ -610,7 +603,6 @@ std::optional<PolicyLossOutput> kl_cov_fused(const FusedPolicyInputs& in, LossAg
     const auto k = std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(n) * pl.kl_cov_ratio));
     const auto large = std::get<1>(packed.select(0, 0).topk(k, -1, /*largest=*/true)).contiguous();  // (k,)
     const std::int64_t* lp_idx = large.data_ptr<std::int64_t>();
-    selected.reserve(static_cast<std::size_t>(k));
     for (std::int64_t j = 0; j < large.numel(); ++j) {
       // The flat index of the j-th valid token: its row by binary search over the prefix counts.
       const std::int64_t v = lp_idx[j];
@@ -618,28 +610,23 @@ std::optional<PolicyLossOutput> kl_cov_fused(const FusedPolicyInputs& in, LossAg
       std::int64_t seen = per_row[static_cast<std::size_t>(row)];
       for (std::int64_t i = row * R;; ++i) {
         if (mask[i] > M(0)) {
-          if (seen == v) { selected.push_back(i); break; }
+          if (seen == v) { pk[i] = 1; break; }
           ++seen;
         }
       }
     }
-    std::sort(selected.begin(), selected.end());
   }
-  const SelectedCursor pick(selected, B, R);
   const T coef = static_cast<T>(pl.ppo_kl_coef);
   return fused_token_loss<T, M>(in, mode, cfg.global_batch_info, Metric::value, Metric::none, Metric::none,
-                                [&](std::int64_t b, std::int64_t i, const T* sl, std::int64_t cap) {
+                                [=](std::int64_t, std::int64_t i, const T* sl, std::int64_t cap) {
     Token<T> k;
     (void)cap;
     const T d = lp[i] - olp[i];
     const T r = sl[0];  // exp(d), ATen's exp
     const T na = -adv[i];
-    k.pg = na * r;
-    k.dpg = na * r;
-    if (pick.hit(b, i)) {
-      k.pg = k.pg + std::abs(d) * coef;
-      k.dpg += coef * (ind<T>(d > T(0)) - ind<T>(d < T(0)));
-    }
+    const bool picked = pk[i] != 0;
+    k.pg = select(picked, na * r + std::abs(d) * coef, na * r);
+    k.dpg = select(picked, na * r + coef * (ind<T>(d > T(0)) - ind<T>(d < T(0))), na * r);
     k.kl = std::abs(d);
     return k;
   }, RatioPrep<T, 1>{lp, olp, adv, std::numeric_limits<T>::infinity()});

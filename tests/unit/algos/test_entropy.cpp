@@ -8,6 +8,7 @@
 #include "golden.hpp"
 
 #include <cmath>
+#include <limits>
 
 namespace test_entropy {  // one namespace per file: a unity build (tests/CMakeLists.txt) may join files
 
@@ -29,8 +30,18 @@ TEST_CASE("entropy functions match verl 0.7.1 golden vectors", "[algos][entropy]
     CHECK(verl::test::matches_golden(chunked, c.output("entropy_chunked").to(torch::kFloat32)));
     for (const char* mode : {"token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"}) {
       INFO(mode);
-      CHECK(compute_entropy_loss(c.input("logits"), c.input("response_mask"), mode).item<double>() ==
-            c.output(std::string("entropy_loss/") + mode).to(dt).item<double>());
+      const double expected = c.output(std::string("entropy_loss/") + mode).to(dt).item<double>();
+      // With autograd on (a training step's entropy bonus): verl's operation sequence, exact.
+      CHECK(compute_entropy_loss(logits, c.input("response_mask"), mode).item<double>() == expected);
+      // Without (the entropy as a metric): float32 takes the fused row kernel, equal up to float32 rounding;
+      // float64 keeps verl's sequence.
+      torch::NoGradGuard no_grad;
+      const double metric = compute_entropy_loss(c.input("logits"), c.input("response_mask"), mode).item<double>();
+      if (dt == torch::kFloat32) {
+        CHECK(metric == Approx(expected).epsilon(2e-6));
+      } else {
+        CHECK(metric == expected);
+      }
     }
   }
 }
@@ -81,6 +92,49 @@ TEST_CASE("entropy functions reject bad shapes and chunk sizes", "[algos][entrop
   CHECK_THROWS_WITH(entropy_from_logits_with_chunking(torch::zeros({2, 3}), 0), Catch::Contains("chunk_size is 0"));
   CHECK_THROWS_WITH(compute_entropy_loss(torch::zeros({2, 3}), torch::ones({2, 3})), Catch::Contains("expected 3 (B,R,V)"));
   CHECK_THROWS_WITH(compute_entropy_loss(torch::zeros({2, 3, 4}), torch::ones({2, 4})), Catch::Contains("expected [2, 3]"));
+}
+
+TEST_CASE("fused no-grad entropy loss agrees with verl's operation sequence at many vocabulary sizes",
+          "[algos][entropy]") {
+  // detail::entropy_rows_fused_cpu (float32, no autograd) against entropy_from_logits (verl's ops): per token
+  // within a few ulps of the entropy's scale (log V), including vocabularies that are not a multiple of the
+  // kernel's 16 lanes, a single-entry vocabulary (entropy 0), peaked rows and a -inf logit (NaN where verl gives NaN).
+  torch::manual_seed(7);
+  torch::NoGradGuard no_grad;
+  for (std::int64_t v : {1, 5, 16, 17, 64, 1000, 4099}) {
+    INFO("V = " << v);
+    auto logits = torch::randn({3, 5, v}) * 3;  // (3,5,V)
+    logits[0][1] *= 40;                          // a peaked row
+    if (v > 2) {
+      // A -inf logit: verl's sum(p * z) has 0 * -inf = NaN there, and so has q in the fused kernel.
+      auto with_inf = logits.clone();
+      with_inf[1][2][1] = -std::numeric_limits<float>::infinity();
+      CHECK(torch::equal(verl::core_algos::detail::entropy_rows_fused_cpu(with_inf).isnan(),
+                         entropy_from_logits(with_inf).isnan()));
+    }
+    const auto fused = verl::core_algos::detail::entropy_rows_fused_cpu(logits);  // (3,5)
+    REQUIRE(fused.defined());
+    const auto reference = entropy_from_logits(logits);                           // (3,5) verl's ops, float32
+    const auto exact = entropy_from_logits(logits.to(torch::kFloat64));            // (3,5) float64
+    // Both float32 results carry summation error growing with V; the fused one must be no worse than twice
+    // verl's own float32 error (or a few ulps of the entropy's scale).
+    const double scale = std::max(1.0, std::log(static_cast<double>(v)));
+    const double err_fused = (fused.to(torch::kFloat64) - exact).abs().max().item<double>();
+    const double err_verl = (reference.to(torch::kFloat64) - exact).abs().max().item<double>();
+    CHECK(err_fused <= std::max(2 * err_verl, 8 * 1.2e-7 * scale));
+    if (v == 1) CHECK(fused.abs().max().item<double>() == 0.0);
+    const auto mask = (torch::rand({3, 5}) > 0.3).to(torch::kLong);
+    for (std::int64_t chunk : {0, 4}) {
+      CHECK(compute_entropy_loss(logits, mask, "seq-mean-token-mean", chunk).item<double>() ==
+            Approx(agg_loss(exact, mask, "seq-mean-token-mean").item<double>()).epsilon(1e-6 * scale).margin(1e-7));
+    }
+  }
+  // Not taken where it does not apply: float64, or a gradient wanted.
+  CHECK_FALSE(verl::core_algos::detail::entropy_rows_fused_cpu(torch::randn({2, 3}, torch::kFloat64)).defined());
+  torch::AutoGradMode grad(true);
+  CHECK_FALSE(verl::core_algos::detail::entropy_rows_fused_cpu(torch::randn({2, 3}).requires_grad_(true)).defined());
+  CHECK_THROWS_WITH(compute_entropy_loss(torch::zeros({1, 2, 3}), torch::ones({1, 2}), "token-mean", -1),
+                    Catch::Contains("chunk_size is -1"));
 }
 
 }  // namespace test_entropy
