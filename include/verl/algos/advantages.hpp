@@ -23,6 +23,7 @@
 #include "verl/concepts/advantage_estimator.hpp"
 #include "verl/core/algo_io.hpp"
 #include "verl/core/errors.hpp"
+#include "verl/core/huge_pages.hpp"
 
 #include <ATen/Parallel.h>
 #include <ATen/TensorOperators.h>
@@ -180,6 +181,64 @@ VERL_DETAIL_NO_FP_CONTRACT void gae_rows(const S* r, const S* v, const M* m, S* 
   }
 }
 
+//! K backward recurrences over rows [b0, b0+K), interleaved to hide each other's latency (one row alone is a
+//! chain of dependent adds and multiplies per token) and skewed: row k runs kSkew tokens behind row k-1. Rows in
+//! lock step at one column sit a multiple of the row stride apart, so for rows of >= 4096 elements all K rows'
+//! lines fall into the same cache sets and evict each other (measured ~9x slower per element at (1024,4096));
+//! kSkew tokens (>= one line) per row move each row to other sets. Row k first runs its first (K-1-k)*kSkew steps
+//! alone, then all rows step together, then row k runs its last k*kSkew steps. `step(i, state)` does one step at
+//! flat element i with row k's `State` (value-initialised); each row's elements are visited from its last to
+//! its first, so the result is that of K separate backward loops.
+inline constexpr std::int64_t kSkew = 16;
+
+template <int K, class State, class Step>
+[[gnu::always_inline]] inline void skewed_backward_rows(std::int64_t b0, std::int64_t t_len, const Step& step) {
+  const std::int64_t lead = (K - 1) * kSkew;  // steps row 0 runs ahead of row K-1
+  if (K == 1 || t_len <= lead) {
+    for (int k = 0; k < K; ++k) {
+      State st{};
+      for (std::int64_t i = (b0 + k + 1) * t_len - 1, e = (b0 + k) * t_len; i >= e; --i) step(i, st);
+    }
+    return;
+  }
+  State st[K] = {};
+  // Element of row k at its step j (0 = last token): last(k) - j.
+  const auto last = [&](int k) { return (b0 + k + 1) * t_len - 1; };
+  for (int k = 0; k < K - 1; ++k) {  // prologue: row k's first (K-1-k)*kSkew steps
+    for (std::int64_t j = 0, n = (K - 1 - k) * kSkew; j < n; ++j) step(last(k) - j, st[k]);
+  }
+  // Lock step: at iteration j row k is at its step j + (K-1-k)*kSkew, element base - j + k*(t_len + kSkew).
+  const std::int64_t base = last(0) - lead;
+  const std::int64_t stride = t_len + kSkew;
+  for (std::int64_t j = 0, n = t_len - lead; j < n; ++j) {
+    for (int k = 0; k < K; ++k) step(base - j + k * stride, st[k]);
+  }
+  for (int k = 1; k < K; ++k) {  // epilogue: row k's last k*kSkew steps
+    for (std::int64_t j = t_len - k * kSkew; j < t_len; ++j) step(last(k) - j, st[k]);
+  }
+}
+
+//! GAE over rows [b0, b0+K) of long rows, skewed (skewed_backward_rows); the same arithmetic as gae_rows.
+template <int K, class S, class M>
+VERL_DETAIL_NO_FP_CONTRACT void gae_skewed_rows(const S* __restrict r, const S* __restrict v, const M* __restrict m,
+                                                S* __restrict adv, S* __restrict ret, std::int64_t b0,
+                                                std::int64_t t_len, S gamma, S gamma_lam) {
+  VERL_DETAIL_NO_FP_CONTRACT_BODY
+  struct State {
+    S nv, g;
+  };
+  skewed_backward_rows<K, State>(b0, t_len, [&](std::int64_t i, State& st) {
+    const S mt = static_cast<S>(m[i]);
+    const S om = one_minus<S>(m[i]);
+    const S delta = (r[i] + gamma * st.nv) - v[i];
+    const S g_new = delta + gamma_lam * st.g;
+    st.nv = v[i] * mt + om * st.nv;
+    st.g = g_new * mt + om * st.g;
+    adv[i] = st.g;
+    ret[i] = st.g + v[i];  // verl: returns = advantages + values
+  });
+}
+
 //! State of REINFORCE++'s fused first pass: the summands of the whitening's first sum, the mask count, and a
 //! byte copy of the mask that passes 2 and 3 read instead of the (often int64) mask while it holds only 0/1.
 template <class S, class M>
@@ -193,14 +252,7 @@ struct ReinforcePass {
   S gamma;
 };
 
-//! REINFORCE++'s fused first pass over rows [b0, b0+K). The K recurrences are interleaved to hide each other's
-//! latency (one row alone is a chain of an add and two multiplies per token), and skewed: row k runs kSkew
-//! tokens behind row k-1. Rows in lock step at one column sit a multiple of the row stride apart, so for rows of
-//! >= 4096 elements all K rows' lines fall into the same cache sets and evict each other (measured ~9x slower per
-//! element at (1024,4096)); kSkew tokens (>= one line) per row move each row to other sets. Row k first runs its
-//! first (K-1-k)*kSkew steps alone, then all rows step together, then row k runs its last k*kSkew steps.
-inline constexpr std::int64_t kSkew = 16;
-
+//! REINFORCE++'s fused first pass over rows [b0, b0+K), interleaved and skewed (skewed_backward_rows).
 template <int K, class S, class M>
 VERL_DETAIL_NO_FP_CONTRACT void reinforce_pp_tile(const ReinforcePass<S, M>& p, std::int64_t b0, bool& bin,
                                                   std::int64_t& cnt) {
@@ -231,29 +283,7 @@ VERL_DETAIL_NO_FP_CONTRACT void reinforce_pp_tile(const ReinforcePass<S, M>& p, 
       m8[i] = static_cast<std::uint8_t>(mv);
     }
   };
-  const std::int64_t lead = (K - 1) * kSkew;  // steps row 0 runs ahead of row K-1
-  if (K == 1 || t_len <= lead) {
-    for (int k = 0; k < K; ++k) {
-      S rr = S(0);
-      for (std::int64_t i = (b0 + k + 1) * t_len - 1, e = (b0 + k) * t_len; i >= e; --i) step(i, rr);
-    }
-  } else {
-    S rr[K] = {};
-    // Element of row k at its step j (0 = last token): last(k) - j.
-    const auto last = [&](int k) { return (b0 + k + 1) * t_len - 1; };
-    for (int k = 0; k < K - 1; ++k) {  // prologue: row k's first (K-1-k)*kSkew steps
-      for (std::int64_t j = 0, n = (K - 1 - k) * kSkew; j < n; ++j) step(last(k) - j, rr[k]);
-    }
-    // Lock step: at iteration j row k is at its step j + (K-1-k)*kSkew, element base - j + k*(t_len + kSkew).
-    const std::int64_t base = last(0) - lead;
-    const std::int64_t stride = t_len + kSkew;
-    for (std::int64_t j = 0, n = t_len - lead; j < n; ++j) {
-      for (int k = 0; k < K; ++k) step(base - j + k * stride, rr[k]);
-    }
-    for (int k = 1; k < K; ++k) {  // epilogue: row k's last k*kSkew steps
-      for (std::int64_t j = t_len - k * kSkew; j < t_len; ++j) step(last(k) - j, rr[k]);
-    }
-  }
+  skewed_backward_rows<K, S>(b0, t_len, step);
   cnt += c;
   bin = bin && bn;
 }
@@ -376,8 +406,8 @@ inline bool use_cpu_kernel(const at::Tensor& rewards, const at::Tensor& mask) {
     const auto r = token_level_rewards.contiguous();  // (B,T)
     const auto v = values.contiguous();               // (B,T)
     const auto m = response_mask.contiguous();        // (B,T)
-    advantages = at::empty_like(r, at::MemoryFormat::Contiguous);
-    returns = at::empty_like(r, at::MemoryFormat::Contiguous);
+    advantages = verl::detail::empty_for_overwrite(r.sizes(), r.options());  // (B,T)
+    returns = verl::detail::empty_for_overwrite(r.sizes(), r.options());     // (B,T)
     const std::int64_t rows = r.size(0);
     const std::int64_t t_len = r.size(1);
     detail::dispatch_value_mask(r.scalar_type(), m.scalar_type(), [&](auto s, auto mk) {
@@ -390,9 +420,25 @@ inline bool use_cpu_kernel(const at::Tensor& rewards, const at::Tensor& mask) {
       S* tp = returns.data_ptr<S>();
       const S g = static_cast<S>(gamma);
       const S gl = static_cast<S>(gamma * lam);
-      detail::for_each_row_tile(rows, t_len, [&]<int K>(std::int64_t b0) {
-        detail::gae_rows<K>(rp, vp, mp, ap, tp, b0, t_len, g, gl);
-      });
+      if (t_len >= 4096) {
+        // Long rows: 3 skewed rows at a time (5 streams each; see reinforce_pp_tile's K). At (1024,4096), one
+        // thread: one row at a time 31 ms, 3 skewed rows 22 ms (the whitening and the fresh outputs are the rest).
+        constexpr int K = 3;
+        const std::int64_t tiles = (rows + K - 1) / K;
+        verl::detail::parallel_rows(tiles, t_len * K, [&](std::int64_t begin, std::int64_t end) {
+          for (std::int64_t tb = begin; tb < end; ++tb) {
+            if (tb * K + K <= rows) {
+              detail::gae_skewed_rows<K>(rp, vp, mp, ap, tp, tb * K, t_len, g, gl);
+            } else {
+              for (std::int64_t b = tb * K; b < rows; ++b) detail::gae_skewed_rows<1>(rp, vp, mp, ap, tp, b, t_len, g, gl);
+            }
+          }
+        });
+      } else {
+        detail::for_each_row_tile(rows, t_len, [&]<int K>(std::int64_t b0) {
+          detail::gae_rows<K>(rp, vp, mp, ap, tp, b0, t_len, g, gl);
+        });
+      }
       advantages = detail::masked_whiten_fused<S, M>(
           owner, [ap](std::int64_t, std::int64_t i) { return ap[i]; }, m, /*times_mask=*/false);
     });
@@ -425,13 +471,13 @@ inline bool use_cpu_kernel(const at::Tensor& rewards, const at::Tensor& mask) {
   if (detail::use_cpu_kernel(token_level_rewards, response_mask)) {
     const auto r = token_level_rewards.contiguous();  // (B,T)
     const auto m = response_mask.contiguous();        // (B,T)
-    returns = at::empty_like(r, at::MemoryFormat::Contiguous);
+    returns = verl::detail::empty_for_overwrite(r.sizes(), r.options());  // (B,T)
     const std::int64_t rows = r.size(0), t_len = r.size(1);
     detail::dispatch_value_mask(r.scalar_type(), m.scalar_type(), [&](auto s, auto mk) {
       using S = decltype(s);
       using M = decltype(mk);
       constexpr bool int_mask = !std::is_floating_point_v<M>;
-      auto out = at::empty_like(r, at::MemoryFormat::Contiguous);  // (B,T) summands, then the advantages
+      auto out = verl::detail::empty_for_overwrite(r.sizes(), r.options());  // (B,T) summands, then the advantages
       at::Tensor bytes;                                            // (B,T) uint8 copy of an integer mask
       if constexpr (int_mask) bytes = at::empty(r.sizes(), at::TensorOptions().dtype(at::kByte));
       const detail::ReinforcePass<S, M> pass{r.data_ptr<S>(), m.data_ptr<M>(), returns.data_ptr<S>(),
@@ -527,8 +573,8 @@ inline std::optional<AdvantageOutput> remax_fused(const at::Tensor& rewards, con
   const auto r = rewards.contiguous();
   const auto m = mask.contiguous();
   const auto base = baselines.contiguous();
-  auto ret = at::empty(r.sizes(), r.options());  // (B,T)
-  auto adv = at::empty(r.sizes(), r.options());  // (B,T)
+  auto ret = verl::detail::empty_for_overwrite(r.sizes(), r.options());  // (B,T)
+  auto adv = verl::detail::empty_for_overwrite(r.sizes(), r.options());  // (B,T)
   const std::int64_t rows = r.size(0), cols = r.size(1);
   const bool done = dispatch_value_mask(s, m.scalar_type(), [&](auto sv, auto mv) {
     using SV = decltype(sv);

@@ -14,6 +14,7 @@
 
 #include "verl/core/algo_io.hpp"
 #include "verl/core/errors.hpp"
+#include "verl/core/huge_pages.hpp"
 #include "verl/core/parallel.hpp"
 
 #include <ATen/Parallel.h>
@@ -81,7 +82,7 @@ inline at::Tensor row_times_mask(const at::Tensor& a, const at::Tensor& mask) {
   if (fast) {
     const auto av = a.contiguous();
     const auto m = mask.contiguous();
-    auto out = at::empty(m.sizes(), av.options());  // (B,T)
+    auto out = verl::detail::empty_for_overwrite(m.sizes(), av.options());  // (B,T)
     const std::int64_t rows = m.size(0), cols = m.size(1);
     const bool done = dispatch_value_mask(av.scalar_type(), m.scalar_type(), [&](auto s, auto mk) {
       using S = decltype(s);
@@ -181,7 +182,8 @@ template <class S, class M, class X>
                                                     bool times_mask) {
   const std::int64_t rows = mask.size(0), cols = mask.size(1);
   const M* m = mask.data_ptr<M>();
-  at::Tensor out = at::empty({rows, cols}, at::TensorOptions().dtype(c10::CppTypeToScalarType<S>::value));  // (B,T)
+  at::Tensor out =
+      verl::detail::empty_for_overwrite({rows, cols}, at::TensorOptions().dtype(c10::CppTypeToScalarType<S>::value));  // (B,T)
   S* o = out.data_ptr<S>();
   std::atomic<std::int64_t> count{0};
   // Pass 1: masked_sum's summands of x, and the mask count.

@@ -11,6 +11,7 @@
 
 #include "verl/algos/fused_cpu.hpp"
 #include "verl/core/errors.hpp"
+#include "verl/core/huge_pages.hpp"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
@@ -43,7 +44,7 @@ inline bool kl_fusable(std::initializer_list<const at::Tensor*> ts) {
 template <class F>
 at::Tensor fused_binary(const at::Tensor& a_in, const at::Tensor& b_in, const F& f) {
   const auto a = a_in.contiguous(), b = b_in.contiguous();   // (...)
-  auto out = at::empty_like(a, at::MemoryFormat::Contiguous);  // (...)
+  auto out = verl::detail::empty_for_overwrite(a.sizes(), a.options());  // (...) contiguous
   const std::int64_t n = a.numel();
   const std::int64_t cols = a.dim() > 0 ? a.size(-1) : 1;
   const std::int64_t rows = cols > 0 ? n / cols : 0;
@@ -157,7 +158,7 @@ inline void check_kl_inputs(const at::Tensor& logprob, const at::Tensor& ref_log
       detail::kl_fusable({&token_level_scores, &old_log_prob, &ref_log_prob})) {
     // Fused: scores - (old - ref) * ratio, with the scalar rounded to the tensor dtype as ATen's mul does.
     const auto sc = token_level_scores.contiguous(), o = old_log_prob.contiguous(), r = ref_log_prob.contiguous();  // (B,R)
-    auto out = at::empty_like(sc, at::MemoryFormat::Contiguous);  // (B,R)
+    auto out = verl::detail::empty_for_overwrite(sc.sizes(), sc.options());  // (B,R)
     const auto run = [&](auto t) {
       using T = decltype(t);
       const T* sp = sc.data_ptr<T>();

@@ -16,6 +16,7 @@
 #include "verl/algos/fused_cpu.hpp"
 #include "verl/core/algo_io.hpp"
 #include "verl/core/errors.hpp"
+#include "verl/core/huge_pages.hpp"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
@@ -233,7 +234,8 @@ std::optional<AggSums> agg_sums_fused(const X& x, const E& extra, const at::Tens
   static_assert(!std::is_floating_point_v<M>, "agg_sums_fused: exact counts need a bool/integer mask");
   const std::int64_t B = mask.size(0), R = mask.size(1);
   const M* m = mask.data_ptr<M>();
-  const at::Tensor scratch = at::empty({B, R}, at::TensorOptions().dtype(c10::CppTypeToScalarType<S>::value));  // (B,R)
+  const at::Tensor scratch =
+      verl::detail::empty_for_overwrite({B, R}, at::TensorOptions().dtype(c10::CppTypeToScalarType<S>::value));  // (B,R)
   S* p = scratch.data_ptr<S>();
   const bool token = mode == LossAggMode::token_mean;
   at::Tensor counts;  // (B,) int64, seq modes

@@ -20,6 +20,7 @@
 #include "verl/concepts/policy_loss.hpp"
 #include "verl/core/algo_io.hpp"
 #include "verl/core/errors.hpp"
+#include "verl/core/huge_pages.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -150,8 +151,7 @@ decltype(auto) dispatch_fused(const FusedPolicyInputs& in, F&& f) {
 //! The gradient buffer of a fused pass (undefined unless a gradient is wanted).
 inline at::Tensor grad_buffer(const FusedPolicyInputs& in) {
   if (!in.need_grad) return {};
-  return at::_ops::empty_like::call(in.lp.detach(), std::nullopt, std::nullopt, std::nullopt, std::nullopt,
-                                    std::nullopt);  // (B,R)
+  return verl::detail::empty_for_overwrite(in.lp.sizes(), in.lp.options());  // (B,R) (in.lp is contiguous)
 }
 
 //! Builds the PolicyLossOutput of a token-level fused loss from its row totals: agg_loss over `mode`, metrics as
@@ -457,8 +457,8 @@ std::optional<PolicyLossOutput> clip_cov_fused(const FusedPolicyInputs& in, Loss
   const auto& pl = cfg.policy_loss;
   const auto opts = at::TensorOptions().dtype(in.lp.scalar_type());
   // Pass 1: masked_sum summands of advantages and log_prob (rows 0 and 1 of one scratch), log-ratio, count.
-  at::Tensor scratch = at::empty({2, B * R}, opts);  // (2, B*R)
-  at::Tensor ratio = at::empty({B, R}, opts);        // (B,R) log-ratio, then exp in place
+  at::Tensor scratch = verl::detail::empty_for_overwrite({2, B * R}, opts);  // (2, B*R)
+  at::Tensor ratio = verl::detail::empty_for_overwrite({B, R}, opts);        // (B,R) log-ratio, then exp in place
   T* sa = scratch.data_ptr<T>();
   T* sl = sa + B * R;
   T* rp = ratio.data_ptr<T>();

@@ -7,6 +7,7 @@
 #include "verl/algos/functional.hpp"
 #include "verl/core/algo_io.hpp"
 #include "verl/core/errors.hpp"
+#include "verl/core/huge_pages.hpp"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
@@ -89,7 +90,7 @@ inline std::optional<ValueLossOutput> value_loss_fused(const at::Tensor& vpreds,
         g0 = info.batch_num_tokens ? g0.div(*info.batch_num_tokens) : g0.div(sums.mask_total);  // ()
         const T g = g0.item<T>();
         const M* mp = m.data_ptr<M>();
-        auto coef = at::empty_like(vp.detach(), at::MemoryFormat::Contiguous);  // (B,R)
+        auto coef = verl::detail::empty_for_overwrite(vp.sizes(), vp.options());  // (B,R) (vp is contiguous)
         T* gp = coef.data_ptr<T>();
         const std::int64_t B = vp.size(0), R = vp.size(1);
         parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {

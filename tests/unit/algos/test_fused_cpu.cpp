@@ -65,6 +65,24 @@ TEST_CASE("fused advantages equal verl's tensor sequence bit for bit on many thr
   }
 }
 
+TEST_CASE("fused GAE on long rows (skewed tiles of 3) equals verl's loop bit for bit", "[algos][advantages][fused]") {
+  // Rows of >= 4096 tokens run 3 at a time, skewed by 16 tokens (advantages.hpp gae_skewed_rows): 7 rows leave a
+  // single-row remainder; masks with interior gaps, a fully masked row and a right-padded one; int64 and bool.
+  torch::manual_seed(104);
+  for (auto dt : {torch::kFloat32, torch::kFloat64}) {
+    const auto r = torch::randn({7, 4100}, dt), v = torch::randn({7, 4100}, dt);  // (B,T)
+    for (bool bool_mask : {false, true}) {
+      INFO(dt << (bool_mask ? " bool mask" : " int64 mask"));
+      auto m = random_mask(7, 4100);
+      if (bool_mask) m = m.to(torch::kBool);
+      const auto gae = compute_gae_advantage_return(r, v, m, 0.99, 0.95);
+      const auto raw = verl::core_algos::detail::gae_generic(r, v, m, 0.99, 0.95);
+      CHECK(same(gae.advantages, verl::functional::masked_whiten(raw, m)));
+      CHECK(same(gae.returns, raw + v));
+    }
+  }
+}
+
 TEST_CASE("fused REINFORCE++ equals verl's sequence bit for bit: tile edges, mask dtypes, 1 and 2 threads",
           "[algos][advantages][fused]") {
   // The CPU kernel runs rows in skewed tiles of 3 (row counts that leave a remainder, rows too short to skew,
