@@ -218,25 +218,39 @@ template <int K, class State, class Step>
   }
 }
 
-//! GAE over rows [b0, b0+K) of long rows, skewed (skewed_backward_rows); the same arithmetic as gae_rows.
+//! GAE over rows [b0, b0+K) of long rows, skewed (skewed_backward_rows); the same arithmetic as gae_rows. It
+//! also does the whitening's first pass, as REINFORCE++'s does: `o` gets masked_term(advantage, m), and for
+//! integer masks `cnt` the mask count, `bin` whether every value is 0 or 1, `m8` the mask as bytes.
 template <int K, class S, class M>
 VERL_DETAIL_NO_FP_CONTRACT void gae_skewed_rows(const S* __restrict r, const S* __restrict v, const M* __restrict m,
-                                                S* __restrict adv, S* __restrict ret, std::int64_t b0,
-                                                std::int64_t t_len, S gamma, S gamma_lam) {
+                                                S* __restrict adv, S* __restrict ret, S* __restrict o,
+                                                std::uint8_t* __restrict m8, std::int64_t b0, std::int64_t t_len,
+                                                S gamma, S gamma_lam, std::int64_t& cnt, bool& bin) {
   VERL_DETAIL_NO_FP_CONTRACT_BODY
   struct State {
     S nv, g;
   };
+  std::int64_t c = 0;
+  bool bn = true;
   skewed_backward_rows<K, State>(b0, t_len, [&](std::int64_t i, State& st) {
-    const S mt = static_cast<S>(m[i]);
-    const S om = one_minus<S>(m[i]);
+    const M mv = m[i];
+    const S mt = static_cast<S>(mv);
+    const S om = one_minus<S>(mv);
     const S delta = (r[i] + gamma * st.nv) - v[i];
     const S g_new = delta + gamma_lam * st.g;
     st.nv = v[i] * mt + om * st.nv;
     st.g = g_new * mt + om * st.g;
     adv[i] = st.g;
-    ret[i] = st.g + v[i];  // verl: returns = advantages + values
+    ret[i] = st.g + v[i];                          // verl: returns = advantages + values
+    o[i] = (mv != M(0) ? st.g : S(0)) * mt;        // masked_term(advantages, mask)
+    if constexpr (!std::is_floating_point_v<M>) {
+      c += static_cast<std::int64_t>(mv);
+      bn &= (static_cast<std::uint64_t>(mv) <= 1u);
+      m8[i] = static_cast<std::uint8_t>(mv);
+    }
   });
+  cnt += c;
+  bin = bin && bn;
 }
 
 //! State of REINFORCE++'s fused first pass: the summands of the whitening's first sum, the mask count, and a
@@ -421,24 +435,45 @@ inline bool use_cpu_kernel(const at::Tensor& rewards, const at::Tensor& mask) {
       const S g = static_cast<S>(gamma);
       const S gl = static_cast<S>(gamma * lam);
       if (t_len >= 4096) {
-        // Long rows: 3 skewed rows at a time (5 streams each; see reinforce_pp_tile's K). At (1024,4096), one
-        // thread: one row at a time 31 ms, 3 skewed rows 22 ms (the whitening and the fresh outputs are the rest).
+        // Long rows: 3 skewed rows at a time (5 streams each; see reinforce_pp_tile's K), the whitening's first
+        // pass fused in, and passes 2 and 3 reading a byte copy of a 0/1 integer mask (4 MB instead of 32 MB at
+        // (1024,4096)). One thread at (1024,4096): one row at a time 31 ms, 3 skewed rows 22 ms, fused ~17 ms.
         constexpr int K = 3;
+        constexpr bool int_mask = !std::is_floating_point_v<M>;
+        auto summands = verl::detail::empty_for_overwrite(r.sizes(), r.options());  // (B,T)
+        at::Tensor bytes;                                                           // (B,T) uint8
+        if constexpr (int_mask) bytes = verl::detail::empty_for_overwrite(r.sizes(), at::TensorOptions().dtype(at::kByte));
+        S* op = summands.data_ptr<S>();
+        std::uint8_t* bp = int_mask ? bytes.data_ptr<std::uint8_t>() : nullptr;
+        std::atomic<std::int64_t> count{0};
+        std::atomic<bool> binary{true};
         const std::int64_t tiles = (rows + K - 1) / K;
         verl::detail::parallel_rows(tiles, t_len * K, [&](std::int64_t begin, std::int64_t end) {
+          std::int64_t c = 0;
+          bool bin = true;
           for (std::int64_t tb = begin; tb < end; ++tb) {
             if (tb * K + K <= rows) {
-              detail::gae_skewed_rows<K>(rp, vp, mp, ap, tp, tb * K, t_len, g, gl);
+              detail::gae_skewed_rows<K>(rp, vp, mp, ap, tp, op, bp, tb * K, t_len, g, gl, c, bin);
             } else {
-              for (std::int64_t b = tb * K; b < rows; ++b) detail::gae_skewed_rows<1>(rp, vp, mp, ap, tp, b, t_len, g, gl);
+              for (std::int64_t b = tb * K; b < rows; ++b) {
+                detail::gae_skewed_rows<1>(rp, vp, mp, ap, tp, op, bp, b, t_len, g, gl, c, bin);
+              }
             }
           }
+          count.fetch_add(c, std::memory_order_relaxed);
+          if (!bin) binary.store(false, std::memory_order_relaxed);
         });
-      } else {
-        detail::for_each_row_tile(rows, t_len, [&]<int K>(std::int64_t b0) {
-          detail::gae_rows<K>(rp, vp, mp, ap, tp, b0, t_len, g, gl);
-        });
+        const auto x = [ap](std::int64_t, std::int64_t i) { return ap[i]; };
+        if (int_mask && binary.load()) {
+          advantages = detail::masked_whiten_finish<S, M>(owner, x, m, bp, std::move(summands), count.load(), false);
+        } else {
+          advantages = detail::masked_whiten_finish<S, M>(owner, x, m, mp, std::move(summands), count.load(), false);
+        }
+        return;
       }
+      detail::for_each_row_tile(rows, t_len, [&]<int K>(std::int64_t b0) {
+        detail::gae_rows<K>(rp, vp, mp, ap, tp, b0, t_len, g, gl);
+      });
       advantages = detail::masked_whiten_fused<S, M>(
           owner, [ap](std::int64_t, std::int64_t i) { return ap[i]; }, m, /*times_mask=*/false);
     });

@@ -67,14 +67,16 @@ TEST_CASE("fused advantages equal verl's tensor sequence bit for bit on many thr
 
 TEST_CASE("fused GAE on long rows (skewed tiles of 3) equals verl's loop bit for bit", "[algos][advantages][fused]") {
   // Rows of >= 4096 tokens run 3 at a time, skewed by 16 tokens (advantages.hpp gae_skewed_rows): 7 rows leave a
-  // single-row remainder; masks with interior gaps, a fully masked row and a right-padded one; int64 and bool.
+  // single-row remainder; masks with interior gaps, a fully masked row and a right-padded one; int64, bool and
+  // floating masks, and an integer mask with a 2 in it.
   torch::manual_seed(104);
   for (auto dt : {torch::kFloat32, torch::kFloat64}) {
     const auto r = torch::randn({7, 4100}, dt), v = torch::randn({7, 4100}, dt);  // (B,T)
-    for (bool bool_mask : {false, true}) {
-      INFO(dt << (bool_mask ? " bool mask" : " int64 mask"));
-      auto m = random_mask(7, 4100);
-      if (bool_mask) m = m.to(torch::kBool);
+    const auto m01 = random_mask(7, 4100);  // (B,T) int64 0/1
+    auto odd = m01.clone();                  // a value that is not 0/1: passes 2 and 3 read the mask itself
+    odd[1][7] = 2;
+    for (const auto& m : {m01, m01.to(torch::kBool), m01.to(dt), odd}) {
+      INFO(dt << " mask " << m.scalar_type());
       const auto gae = compute_gae_advantage_return(r, v, m, 0.99, 0.95);
       const auto raw = verl::core_algos::detail::gae_generic(r, v, m, 0.99, 0.95);
       CHECK(same(gae.advantages, verl::functional::masked_whiten(raw, m)));
