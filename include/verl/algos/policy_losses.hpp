@@ -584,14 +584,24 @@ std::optional<PolicyLossOutput> kl_cov_fused(const FusedPolicyInputs& in, LossAg
   std::vector<std::uint8_t> pick(static_cast<std::size_t>(B * R), 0);  // 1 = a top-k token (the KL term applies)
   std::uint8_t* pk = pick.data();
   if (n > 0) {
-    at::Tensor packed = at::empty({2, n}, at::TensorOptions().dtype(in.lp.scalar_type()));  // (2,n) adv, log_prob
-    T* pa = packed.data_ptr<T>();
-    T* pl_ = pa + n;
+    // (2, n + 1): the valid advantages and log-probs in row-major order (masked_select's), plus one slot of slack
+    // per row of it for the branch-free compaction below; the statistics read the first n of each.
+    at::Tensor storage = verl::detail::empty_for_overwrite({2, n + 1}, at::TensorOptions().dtype(in.lp.scalar_type()));
+    const at::Tensor packed = storage.narrow(1, 0, n);  // (2,n)
+    T* pa = storage.data_ptr<T>();
+    T* pl_ = pa + (n + 1);
     parallel_rows(B, R, [&](std::int64_t b0, std::int64_t b1) {
       for (std::int64_t b = b0; b < b1; ++b) {
         auto o = per_row[static_cast<std::size_t>(b)];
-        for (std::int64_t i = b * R, e = i + R; i < e; ++i) {
-          if (mask[i] > M(0)) { pa[o] = adv[i]; pl_[o] = lp[i]; ++o; }
+        // Every token writes at o and only valid ones advance it (a random mask makes a branch mispredict). The
+        // row stops after its last valid token, so an invalid token's write is always overwritten by a later
+        // valid token of the same row and never lands in the next row's first slot.
+        std::int64_t e = (b + 1) * R;
+        while (e > b * R && !(mask[e - 1] > M(0))) --e;
+        for (std::int64_t i = b * R; i < e; ++i) {
+          pa[o] = adv[i];
+          pl_[o] = lp[i];
+          o += mask[i] > M(0) ? 1 : 0;
         }
       }
     });
