@@ -199,6 +199,15 @@ TEST_CASE("sft_nll_loss hand-worked values, edge cases, gradients", "[algos][pre
   }
   // Errors.
   CHECK_THROWS_WITH(sft_nll_loss(x, torch::full({2, 5}, 6, torch::kLong)), Catch::Contains("outside [0, 6)"));
+  // The range check looks at the targets after the shift: a bad label at t = 0 is never a target (no error),
+  // the same label without the shift is (error); a negative label other than ignore_index is an error.
+  auto first_bad = y.clone();
+  first_bad[1][0] = 99;
+  CHECK_NOTHROW(sft_nll_loss(x, first_bad));
+  CHECK_THROWS_WITH(sft_nll_loss(x, first_bad, {.shift_labels = false}), Catch::Contains("outside [0, 6)"));
+  auto negative = y.clone();
+  negative[0][3] = -5;
+  CHECK_THROWS_WITH(sft_nll_loss(x, negative), Catch::Contains("outside [0, 6)"));
   CHECK_THROWS_AS(sft_nll_loss(x, y.to(torch::kInt)), verl::ShapeError);
   CHECK_THROWS_WITH(sft_nll_loss(x.reshape({10, 6}), y), Catch::Contains("(B,T,V)"));
 }
