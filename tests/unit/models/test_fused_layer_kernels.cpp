@@ -319,4 +319,28 @@ TEST_CASE("a model's logits are the same bits with and without autograd, and its
   }
 }
 
+TEST_CASE("large no-grad logits (the huge-page output path of CausalLM::project) are at::linear's bits") {
+  // project() writes logits of >= 4 MiB without autograd into an advised buffer through at::linear_out; with
+  // autograd it is at::linear. 2 x 300 tokens x 2048 vocabulary x 4 B = 4.9 MB takes the first path.
+  const nlohmann::json j{{"model_type", "llama"},      {"vocab_size", 2048},      {"hidden_size", 64},
+                         {"intermediate_size", 128},   {"num_hidden_layers", 1},  {"num_attention_heads", 4},
+                         {"num_key_value_heads", 2},   {"max_position_embeddings", 512},
+                         {"rms_norm_eps", 1e-6},       {"tie_word_embeddings", true}};
+  torch::manual_seed(5);
+  verl::models::CausalLM lm(verl::models::TransformerConfig::from_json(j));
+  lm->init_weights(0.2);
+  const auto hidden = torch::randn({2, 300, 64});
+  at::Tensor fast;
+  {
+    torch::NoGradGuard no_grad;
+    fast = lm->project(hidden);
+  }
+  const auto reference = at::linear(hidden, lm->lm_head_weight());
+  REQUIRE(reference.requires_grad());
+  CHECK(fast.sizes() == reference.sizes());
+  CHECK(fast.is_contiguous());
+  CHECK(bitwise_equal(fast, reference.detach()));
+  CHECK(bitwise_equal(lm->project(hidden).detach(), reference.detach()));  // the autograd path
+}
+
 }  // namespace test_fused_layer_kernels
