@@ -77,7 +77,12 @@ int run(int argc, char** argv) {
         std::cout << "OK\n";
       } catch (const verl::InputError& e) {
         std::string m = e.what();
-        for (char& c : m) c = (c == '\n' ? ' ' : c);
+        // One line per file: every control byte becomes a space (a message may quote raw header bytes, and a
+        // '\r' or '\x1c' there would end the line for the Python side).
+        for (char& c : m) {
+          const auto u = static_cast<unsigned char>(c);
+          if (u < 0x20 || u == 0x7f) c = ' ';
+        }
         std::cout << "ERR " << m << "\n";
       }
     }
