@@ -13,6 +13,7 @@
 //! counts (the mask sums of bool/integer masks) are exact in any order and are accumulated in the pass.
 
 #include "verl/core/algo_io.hpp"
+#include "verl/core/cpu_features.hpp"
 #include "verl/core/errors.hpp"
 #include "verl/core/huge_pages.hpp"
 #include "verl/core/parallel.hpp"
@@ -40,6 +41,7 @@
 
 namespace verl::core_algos::detail {
 
+using verl::detail::cpu_has_avx2;   // verl/core/cpu_features.hpp
 using verl::detail::parallel_rows;  // verl/core/parallel.hpp: why not at::parallel_for
 
 //! Calls `f(S{}, M{})` with the C++ types of a float/double value dtype and a mask dtype; false if unsupported.
@@ -365,15 +367,6 @@ template <bool Grad, bool Weighted, class T, class M, class Tok>
   return token_rows_impl<Grad, Weighted>(tok, bb, be, R, mask, g, w, sp, cap, out, rows);
 }
 #endif
-
-inline bool cpu_has_avx2() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  static const bool yes = __builtin_cpu_supports("avx2");
-  return yes;
-#else
-  return false;
-#endif
-}
 
 #if defined(__GNUC__) || defined(__clang__)
 #define VERL_DETAIL_SIMD_BODY __attribute__((always_inline))

@@ -13,6 +13,7 @@
 //! Results differ from at::linear by float32 summation order only (16 partial sums, a fixed tree, then the
 //! tail columns).
 
+#include "verl/core/cpu_features.hpp"
 #include "verl/core/errors.hpp"
 #include "verl/core/parallel.hpp"
 
@@ -137,7 +138,7 @@ inline void decode_linear_rows_generic(const DecodeLinearArgs& a, std::int64_t o
   const detail::DecodeLinearArgs args{x.data_ptr<float>(), w.data_ptr<float>(),
                                       bias.defined() ? bias.data_ptr<float>() : nullptr, y.data_ptr<float>(),
                                       x.size(0), x.size(1), w.size(0)};
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx2 = verl::detail::cpu_has_avx2_fma();
   verl::detail::parallel_rows(args.out, args.in * args.m, [&](std::int64_t o0, std::int64_t o1) {
     if (avx2) {
       detail::decode_linear_rows_avx2(args, o0, o1);

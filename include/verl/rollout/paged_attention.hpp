@@ -25,6 +25,7 @@
 //! Only the blocks that hold visible positions are read: with a sliding window, blocks wholly before the
 //! window of a sequence's first query row are never touched, so the engine may free them (entries -1).
 
+#include "verl/core/cpu_features.hpp"
 #include "verl/core/errors.hpp"
 #include "verl/core/parallel.hpp"
 
@@ -433,8 +434,7 @@ struct Kernel {
 #endif
   static void run(const Args& a, std::int64_t b, std::int64_t e) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (avx2) return run_avx2(a, b, e);
+    if (verl::detail::cpu_has_avx2_fma()) return run_avx2(a, b, e);
 #endif
     run_base(a, b, e);
   }

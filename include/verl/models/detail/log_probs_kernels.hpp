@@ -10,6 +10,8 @@
 //! exp is a Cephes-style polynomial (relative error ~1 ulp for arguments <= 0; exact 0 below -87.3) so that
 //! the loop vectorises; sums are kept in 16 lanes and added at the end.
 
+#include "verl/core/cpu_features.hpp"
+
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
@@ -333,14 +335,7 @@ struct RowKernels {
     backward_base(a, b, e);
   }
 
-  static bool has_avx2() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return yes;
-#else
-    return false;
-#endif
-  }
+  static bool has_avx2() { return verl::detail::cpu_has_avx2_fma(); }
 };
 
 #undef VERL_LOGP_INLINE

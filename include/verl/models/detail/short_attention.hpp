@@ -20,6 +20,7 @@
 //! Layout: the output is allocated (B,T,H,D)-contiguous and returned as its (B,H,T,D) transpose, so the
 //! attention block's `out.transpose(1, 2).reshape(B, T, H * D)` is a view, not a copy.
 
+#include "verl/core/cpu_features.hpp"
 #include "verl/core/fast_exp.hpp"
 #include "verl/core/parallel.hpp"
 
@@ -175,14 +176,7 @@ VERL_SA_INLINE void backward_impl(const Args& a, std::int64_t u0, std::int64_t u
   }
 }
 
-inline bool has_avx2() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-#else
-  return false;
-#endif
-}
+inline bool has_avx2() { return verl::detail::cpu_has_avx2_fma(); }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 [[gnu::target("avx2,fma")]] inline void forward_avx2(const Args& a, std::int64_t u0, std::int64_t u1) {
