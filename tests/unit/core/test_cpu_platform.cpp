@@ -1,8 +1,11 @@
+// What the CPU kernels ask of the platform. verl::detail::cpu_has_avx2 / cpu_has_avx2_fma
+// (include/verl/core/cpu_features.hpp) agree with the flags the kernel reports in /proc/cpuinfo.
 // verl::detail::empty_for_overwrite / advise_huge_pages (include/verl/core/huge_pages.hpp): the tensors are
 // ordinary at::empty results, and on Linux with transparent huge pages in "madvise" mode the large one's mapping
 // is marked eligible for 2 MiB pages (/proc/self/smaps "THPeligible: 1"), which without the advice it is not.
 #include "catch_torch.hpp"
 
+#include "verl/core/cpu_features.hpp"
 #include "verl/core/huge_pages.hpp"
 
 #include <cstdint>
@@ -38,6 +41,28 @@ int thp_eligible(std::uintptr_t address) {
 }
 
 }  // namespace
+
+TEST_CASE("cpu_has_avx2 and cpu_has_avx2_fma agree with /proc/cpuinfo", "[core][cpu]") {
+  const bool avx2 = verl::detail::cpu_has_avx2(), fma = verl::detail::cpu_has_avx2_fma();
+  CHECK((!fma || avx2));                          // AVX2+FMA implies AVX2
+  CHECK(avx2 == verl::detail::cpu_has_avx2());    // asked once, stable
+#if defined(__linux__) && defined(__x86_64__)
+  const std::string info = read_file("/proc/cpuinfo");
+  std::istringstream lines(info);
+  std::string line, flags;
+  while (std::getline(lines, line)) {
+    if (line.rfind("flags", 0) == 0) {
+      flags = " " + line.substr(line.find(':') + 1) + " ";
+      break;
+    }
+  }
+  REQUIRE_FALSE(flags.empty());
+  const bool has_avx2 = flags.find(" avx2 ") != std::string::npos;
+  const bool has_fma = flags.find(" fma ") != std::string::npos;
+  CHECK(avx2 == has_avx2);
+  CHECK(fma == (has_avx2 && has_fma));
+#endif
+}
 
 TEST_CASE("empty_for_overwrite gives at::empty's tensor and advises huge pages for large ones", "[core][memory]") {
   const auto small = verl::detail::empty_for_overwrite({4, 8}, torch::TensorOptions().dtype(torch::kFloat64));
