@@ -11,6 +11,7 @@
 #include "verl/core/errors.hpp"
 #include "verl/core/huge_pages.hpp"
 #include "verl/core/model_io.hpp"
+#include "verl/core/reusable_buffer.hpp"
 #include "verl/models/config.hpp"
 #include "verl/models/decoder.hpp"
 #include "verl/models/kv_cache.hpp"
@@ -77,8 +78,10 @@ class CausalLMImpl : public torch::nn::Module {
     return model(input_ids, attention_mask, position_ids, cache);
   }
   //! hidden (...,hidden) -> logits (...,V) through the LM head. Large CPU logits without autograd are written
-  //! into a buffer backed by 2 MiB pages (verl/core/huge_pages.hpp; the same GEMM, the same values): a fresh
-  //! (4,256,32000) float32 logits tensor otherwise takes ~32,000 page faults, ~8% of the small model's forward.
+  //! into a block this model keeps between calls (verl/core/reusable_buffer.hpp; the same GEMM, the same
+  //! values): a fresh (4,256,151936) float32 logits tensor otherwise takes ~150,000 page faults per forward. The
+  //! block is reused only once the caller has dropped the logits it last returned; release_logits_buffer()
+  //! frees it.
   at::Tensor project(const at::Tensor& hidden) {
     const at::Tensor& weight = lm_head_weight();
     const bool grad = at::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad());
@@ -88,13 +91,17 @@ class CausalLMImpl : public torch::nn::Module {
       std::int64_t numel = 1;
       for (const auto d : sizes) numel *= d;
       if (numel * static_cast<std::int64_t>(hidden.element_size()) >= verl::detail::kHugePageAdviceMinBytes) {
-        at::Tensor out = verl::detail::empty_for_overwrite(sizes, hidden.options());  // (...,V)
+        at::Tensor out = logits_buffer_.take(sizes, hidden.options());  // (...,V)
         at::linear_out(out, hidden, weight);
         return out;
       }
     }
     return at::linear(hidden, weight);
   }
+
+  //! Frees the block that project() keeps for large no-grad CPU logits (see project); the next such call
+  //! allocates it again.
+  void release_logits_buffer() { logits_buffer_.release(); }
 
   //! The (V,hidden) output projection: `lm_head.weight`, or `model.embed_tokens.weight` when tied (the same
   //! tensor, so their gradients add up as in transformers).
@@ -118,6 +125,7 @@ class CausalLMImpl : public torch::nn::Module {
 
  private:
   TransformerConfig config_;
+  verl::detail::ReusableBuffer logits_buffer_;  // large no-grad CPU logits (project)
 };
 TORCH_MODULE(CausalLM);
 

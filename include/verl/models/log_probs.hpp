@@ -27,6 +27,7 @@
 
 #include "verl/core/errors.hpp"
 #include "verl/core/parallel.hpp"
+#include "verl/core/reusable_buffer.hpp"
 #include "verl/models/detail/log_probs_kernels.hpp"
 
 #include <ATen/Parallel.h>
@@ -86,6 +87,21 @@ struct ForwardResult {
   at::Tensor logits;  //!< (N,V) raw logits when all tokens fit in one chunk (else undefined)
 };
 
+//! The calling thread's kept chunk block (see chunk_buffer).
+inline verl::detail::ReusableBuffer& thread_chunk_block() {
+  thread_local verl::detail::ReusableBuffer block;
+  return block;
+}
+
+//! A (chunk,V) logits buffer. On CPU it comes from a block each thread keeps between calls
+//! (verl/core/reusable_buffer.hpp): a fresh 256 MiB buffer per call otherwise costs ~65,000 page faults, about
+//! as long as the row pass itself. The block is at most one chunk, i.e. LinearLogProbOptions::max_chunk_bytes
+//! (or chunk_tokens rows); release_log_prob_buffer() frees it.
+inline at::Tensor chunk_buffer(std::int64_t chunk, std::int64_t v, const at::TensorOptions& options) {
+  if (!options.device().is_cpu()) return at::empty({chunk, v}, options);  // (chunk,V)
+  return thread_chunk_block().take({chunk, v}, options);                   // (chunk,V)
+}
+
 inline at::ScalarType accumulate_dtype(at::ScalarType dtype) {
   return dtype == at::kDouble ? at::kDouble : at::kFloat;
 }
@@ -111,7 +127,7 @@ inline ForwardResult linear_log_probs_forward(const at::Tensor& hidden, const at
   }
   if (n == 0) return out;
   const auto weight_t = weight.t();                                       // (H,V) view
-  auto buffer = at::empty({chunk, v}, hidden.options());                  // (chunk,V), reused by every chunk
+  auto buffer = chunk_buffer(chunk, v, hidden.options());                 // (chunk,V), reused by every chunk
   for (std::int64_t i0 = 0; i0 < n; i0 += chunk) {
     const std::int64_t rows = std::min(chunk, n - i0);
     auto logits = buffer.narrow(0, 0, rows);                              // (rows,V) contiguous
@@ -187,7 +203,7 @@ inline std::pair<at::Tensor, at::Tensor> linear_log_probs_backward(
     return {grad_hidden, grad_weight};
   }
   const auto weight_t = weight.t();                                       // (H,V)
-  auto buffer = kept_logits.defined() ? kept_logits : at::empty({chunk, v}, hidden.options());  // (chunk,V)
+  auto buffer = kept_logits.defined() ? kept_logits : chunk_buffer(chunk, v, hidden.options());  // (chunk,V)
   for (std::int64_t i0 = 0; i0 < n; i0 += chunk) {
     const std::int64_t rows = std::min(chunk, n - i0);
     auto logits = buffer.narrow(0, 0, rows);                              // (rows,V)
@@ -360,5 +376,9 @@ struct LinearLogProbsFunction : torch::autograd::Function<LinearLogProbsFunction
   }
   return out;
 }
+
+//! Frees the calling thread's kept chunk block of linear_log_probs on CPU (see detail::chunk_buffer): up to one
+//! chunk (LinearLogProbOptions::max_chunk_bytes) that stays resident between calls otherwise.
+inline void release_log_prob_buffer() { detail::thread_chunk_block().release(); }
 
 }  // namespace verl::models

@@ -3,10 +3,13 @@
 // verl::detail::empty_for_overwrite / advise_huge_pages (include/verl/core/huge_pages.hpp): the tensors are
 // ordinary at::empty results, and on Linux with transparent huge pages in "madvise" mode the large one's mapping
 // is marked eligible for 2 MiB pages (/proc/self/smaps "THPeligible: 1"), which without the advice it is not.
+// verl::detail::ReusableBuffer (include/verl/core/reusable_buffer.hpp): its block comes back only when nothing
+// else holds it, and never over a tensor (or view, or copy of the handle) that is still alive.
 #include "catch_torch.hpp"
 
 #include "verl/core/cpu_features.hpp"
 #include "verl/core/huge_pages.hpp"
+#include "verl/core/reusable_buffer.hpp"
 
 #include <cstdint>
 #include <fstream>
@@ -86,4 +89,51 @@ TEST_CASE("empty_for_overwrite gives at::empty's tensor and advises huge pages f
   const std::uintptr_t inner = ((begin + (std::uintptr_t{1} << 21) - 1) & ~((std::uintptr_t{1} << 21) - 1)) + 4096;
   CHECK(thp_eligible(inner) == 1);
 #endif
+}
+
+TEST_CASE("ReusableBuffer hands its block out again only when nobody holds it", "[core][memory]") {
+  verl::detail::ReusableBuffer buffer;
+  CHECK(buffer.kept_bytes() == 0);
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
+  const void* first_data = nullptr;
+  {
+    auto a = buffer.take({64, 1000}, f32);
+    CHECK(a.sizes() == torch::IntArrayRef({64, 1000}));
+    CHECK(a.scalar_type() == torch::kFloat32);
+    CHECK(a.is_contiguous());
+    CHECK(buffer.kept_bytes() == 64 * 1000 * 4);
+    first_data = a.data_ptr();
+  }
+  {
+    auto b = buffer.take({64, 1000}, f32);  // the first is gone: the same block again
+    CHECK(b.data_ptr() == first_data);
+    b.fill_(7.0f);
+    const auto view = b.narrow(0, 3, 2);  // a view keeps the block busy too
+    b = torch::Tensor();
+    auto c = buffer.take({64, 1000}, f32);
+    CHECK(c.data_ptr() != first_data);
+    c.fill_(-1.0f);
+    CHECK(view.eq(7.0f).all().item<bool>());  // untouched by c
+  }
+  // Now the second block (c's) is kept; a smaller request that needs at least half of it reuses it, a much
+  // smaller one or another dtype gets a new block, which is kept instead.
+  const auto kept = buffer.kept_bytes();
+  CHECK(kept == 64 * 1000 * 4);
+  const void* second_data = buffer.take({40, 1000}, f32).data_ptr();
+  CHECK(buffer.take({64, 1000}, f32).data_ptr() == second_data);
+  CHECK(buffer.take({10, 1000}, f32).data_ptr() != second_data);
+  CHECK(buffer.kept_bytes() == 10 * 1000 * 4);
+  const auto f64 = buffer.take({10, 1000}, torch::TensorOptions().dtype(torch::kFloat64));
+  CHECK(f64.scalar_type() == torch::kFloat64);
+  CHECK(buffer.kept_bytes() == 10 * 1000 * 8);
+  // A copy starts without a block; release() drops the kept one, and a tensor handed out survives it.
+  verl::detail::ReusableBuffer copy(buffer);
+  CHECK(copy.kept_bytes() == 0);
+  auto held = buffer.take({0, 5}, f32);  // an empty request is fine
+  CHECK(held.numel() == 0);
+  auto live = buffer.take({8, 8}, f32);
+  live.fill_(3.0f);
+  buffer.release();
+  CHECK(buffer.kept_bytes() == 0);
+  CHECK(live.sum().item<double>() == 3.0 * 64);
 }

@@ -319,9 +319,10 @@ TEST_CASE("a model's logits are the same bits with and without autograd, and its
   }
 }
 
-TEST_CASE("large no-grad logits (the huge-page output path of CausalLM::project) are at::linear's bits") {
-  // project() writes logits of >= 4 MiB without autograd into an advised buffer through at::linear_out; with
-  // autograd it is at::linear. 2 x 300 tokens x 2048 vocabulary x 4 B = 4.9 MB takes the first path.
+TEST_CASE("large no-grad logits (the kept-block output path of CausalLM::project) are at::linear's bits, and a block the caller holds is never reused") {
+  // project() writes logits of >= 4 MiB without autograd through at::linear_out into a block the model keeps
+  // between calls (verl/core/reusable_buffer.hpp); with autograd it is at::linear. 2 x 300 tokens x 2048
+  // vocabulary x 4 B = 4.9 MB takes the first path.
   const nlohmann::json j{{"model_type", "llama"},      {"vocab_size", 2048},      {"hidden_size", 64},
                          {"intermediate_size", 128},   {"num_hidden_layers", 1},  {"num_attention_heads", 4},
                          {"num_key_value_heads", 2},   {"max_position_embeddings", 512},
@@ -330,17 +331,52 @@ TEST_CASE("large no-grad logits (the huge-page output path of CausalLM::project)
   verl::models::CausalLM lm(verl::models::TransformerConfig::from_json(j));
   lm->init_weights(0.2);
   const auto hidden = torch::randn({2, 300, 64});
-  at::Tensor fast;
-  {
-    torch::NoGradGuard no_grad;
-    fast = lm->project(hidden);
-  }
+  const auto other = torch::randn({2, 300, 64});
   const auto reference = at::linear(hidden, lm->lm_head_weight());
+  const auto other_reference = at::linear(other, lm->lm_head_weight()).detach();
   REQUIRE(reference.requires_grad());
+  torch::NoGradGuard no_grad;
+  auto fast = lm->project(hidden);
   CHECK(fast.sizes() == reference.sizes());
   CHECK(fast.is_contiguous());
   CHECK(bitwise_equal(fast, reference.detach()));
-  CHECK(bitwise_equal(lm->project(hidden).detach(), reference.detach()));  // the autograd path
+  // While `fast` is held, the next call writes elsewhere and `fast` keeps its values.
+  auto second = lm->project(other);
+  CHECK(second.data_ptr() != fast.data_ptr());
+  CHECK(bitwise_equal(second, other_reference));
+  CHECK(bitwise_equal(fast, reference.detach()));
+  // Once both are dropped, the kept block (the second's) comes back.
+  const void* kept = second.data_ptr();
+  fast = torch::Tensor();
+  second = torch::Tensor();
+  auto third = lm->project(hidden);
+  CHECK(third.data_ptr() == kept);
+  CHECK(bitwise_equal(third, reference.detach()));
+  third = torch::Tensor();
+  lm->release_logits_buffer();
+  CHECK(bitwise_equal(lm->project(hidden), reference.detach()));
+  {
+    c10::AutoGradMode grad(true);
+    CHECK(bitwise_equal(lm->project(hidden).detach(), reference.detach()));  // the autograd path
+  }
+}
+
+TEST_CASE("the MLP's in-place no-grad path gives the autograd path's bits") {
+  // MLPImpl::forward runs silu_ and mul_ in place when no graph is recorded, silu and * otherwise.
+  const nlohmann::json j{{"model_type", "llama"},      {"vocab_size", 64},        {"hidden_size", 32},
+                         {"intermediate_size", 96},    {"num_hidden_layers", 1},  {"num_attention_heads", 4},
+                         {"num_key_value_heads", 2},   {"max_position_embeddings", 64}, {"mlp_bias", true}};
+  torch::manual_seed(6);
+  verl::models::MLP mlp(verl::models::TransformerConfig::from_json(j));
+  const auto x = torch::randn({3, 7, 32}) * 3.0;
+  const auto with_graph = mlp(x);
+  REQUIRE(with_graph.requires_grad());
+  const auto composite = mlp->down_proj(at::silu(mlp->gate_proj(x)) * mlp->up_proj(x)).detach();
+  torch::NoGradGuard no_grad;
+  const auto in_place = mlp(x);
+  CHECK_FALSE(in_place.requires_grad());
+  CHECK(bitwise_equal(in_place, with_graph.detach()));
+  CHECK(bitwise_equal(in_place, composite));
 }
 
 }  // namespace test_fused_layer_kernels

@@ -230,6 +230,44 @@ TEST_CASE("linear_log_probs gradients equal autograd through the naive path", "[
   }
 }
 
+TEST_CASE("linear_log_probs reuses its CPU chunk block only when no forward still holds it", "[models][log_probs]") {
+  // On CPU the (chunk,V) logits buffer comes from a block each thread keeps (detail::chunk_buffer). A forward
+  // whose tokens fit one chunk keeps that buffer for its backward, so a second forward before the first
+  // backward (gradient accumulation over micro-batches) must not write into it.
+  verl::models::release_log_prob_buffer();
+  const auto a = make_problem(7, 8, 60, 4.0, torch::kFloat64, 31);
+  const auto b = make_problem(7, 8, 60, 4.0, torch::kFloat64, 32);  // same shapes, other values
+  const auto g = [](const verl::models::TokenLogProbs& r) { return r.log_probs.sum() + 0.3 * r.entropy.sum(); };
+  const auto ha = a.hidden.clone().requires_grad_(true), hb = b.hidden.clone().requires_grad_(true);
+  const auto wa = a.weight.clone().requires_grad_(true), wb = b.weight.clone().requires_grad_(true);
+  const auto ra = linear_log_probs(ha, wa, a.targets, opts(0.7, true, 0));
+  const auto rb = linear_log_probs(hb, wb, b.targets, opts(0.7, true, 0));
+  (g(ra) + g(rb)).backward();
+  for (const auto* pr : {&a, &b}) {
+    const auto h_ref = pr->hidden.clone().requires_grad_(true);
+    const auto w_ref = pr->weight.clone().requires_grad_(true);
+    const auto nr = naive(h_ref, w_ref, pr->targets, 0.7, torch::kFloat64);
+    (nr.log_probs.sum() + 0.3 * nr.entropy.sum()).backward();
+    const auto& h = pr == &a ? ha : hb;
+    const auto& w = pr == &a ? wa : wb;
+    CHECK(max_abs_diff(h.grad(), h_ref.grad()) < 1e-12);
+    CHECK(max_abs_diff(w.grad(), w_ref.grad()) < 1e-12);
+  }
+  // Without autograd the block is reused call after call, with the same results each time; in several chunks
+  // too, and after release_log_prob_buffer().
+  torch::NoGradGuard no_grad;
+  for (std::int64_t chunk : {0, 3}) {
+    const auto first = linear_log_probs(a.hidden, a.weight, a.targets, opts(1.0, true, chunk));
+    const auto other = linear_log_probs(b.hidden, b.weight, b.targets, opts(1.0, true, chunk));
+    verl::models::release_log_prob_buffer();
+    const auto again = linear_log_probs(a.hidden, a.weight, a.targets, opts(1.0, true, chunk));
+    const auto again2 = linear_log_probs(a.hidden, a.weight, a.targets, opts(1.0, true, chunk));
+    CHECK(torch::equal(first.log_probs, again.log_probs));
+    CHECK(torch::equal(first.entropy, again2.entropy));
+    CHECK_FALSE(torch::equal(first.log_probs, other.log_probs));
+  }
+}
+
 TEST_CASE("linear_log_probs with bfloat16 and float16 inputs", "[models][log_probs]") {
   const auto p32 = make_problem(40, 32, 515, 9.0, torch::kFloat32, 21);
   for (auto dtype : {torch::kBFloat16, torch::kHalf}) {
