@@ -23,6 +23,7 @@ uses less).
     cmake --build build --target verl_bench_models
     .venv/bin/python bench/compare_models_vs_transformers.py --bench build/bench/verl_bench_models \
         [--threads 2] [--only small] [--modes forward logprob] [--cases qwen0.5b/logprob/B4/T256] [--repeats 2]
+    VERL_BENCH_ITERATIONS=3 (environment, both sides): timed iterations of each 0.5B case (default 1).
 """
 
 from __future__ import annotations
@@ -125,13 +126,15 @@ def worker(case: str, threads: int) -> dict:
         f.write("5")
     rss_before = status_kib("VmRSS")
     step()  # warm-up, as bench_models.cpp
-    # Iterations as Google Benchmark runs them there: 1 for the 0.5B model, else until 0.5 s have passed.
+    # Iterations as Google Benchmark runs them there: VERL_BENCH_ITERATIONS (default 1) for the 0.5B model, else
+    # until 0.5 s have passed.
+    qwen_iterations = max(1, int(os.environ.get("VERL_BENCH_ITERATIONS", "1")))
     iterations, start, cpu_start = 0, time.perf_counter(), cpu_seconds()
     while True:
         step()
         iterations += 1
         elapsed = time.perf_counter() - start
-        if (name == "qwen0.5b" and iterations == 1) or (name != "qwen0.5b" and elapsed >= 0.5):
+        if (name == "qwen0.5b" and iterations == qwen_iterations) or (name != "qwen0.5b" and elapsed >= 0.5):
             break
     cpu = cpu_seconds() - cpu_start
     return {"tokens_per_s": iterations * b * t / elapsed, "tokens_per_cpu_s": iterations * b * t / cpu,
