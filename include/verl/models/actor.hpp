@@ -7,7 +7,9 @@
 //! logits.div_(temperature); log_softmax + gather; entropy_from_logits; then the slice
 //! [:, -response_length - 1 : -1]), but runs the LM head only on the R hidden rows that score response tokens
 //! and through linear_log_probs (chunked, fused log-softmax + gather + entropy), so no (B,T,V) or (B,R,V)
-//! logits tensor is ever materialised, in forward or backward. Padded response positions are 0.
+//! logits tensor is ever materialised, in forward or backward. The last decoder layer, too, runs its queries,
+//! attention output and MLP on those R columns only (TransformerModel::forward_columns). Padded response
+//! positions are 0.
 //!
 //! The reference model is a separate type rather than an Actor in eval mode: Reference has no parameters()
 //! and no generate(), so it cannot be handed to an optimizer or a rollout by mistake (it satisfies
@@ -60,8 +62,9 @@ namespace detail {
                                                       const LogProbOptions& options, const ActorOptions& actor) {
   const auto& weight = lm->lm_head_weight();                                         // (V,H)
   const auto s = response_slice(batch, weight.device());
-  const auto hidden = lm->hidden_states(s.input_ids, s.attention_mask, s.position_ids);  // (B,T,H)
-  const auto scoring = hidden.narrow(1, s.start, s.length);                          // (B,R,H) rows T-R-1..T-2
+  // Rows T-R-1 .. T-2 score the response; the last decoder layer runs on those columns only.
+  const auto scoring = lm->model->forward_columns(s.input_ids, s.attention_mask, s.position_ids, s.start,
+                                                  s.length);                          // (B,R,H)
   LinearLogProbOptions lp;
   lp.temperature = options.temperature;
   lp.compute_entropy = options.compute_entropy;
@@ -81,8 +84,8 @@ namespace detail {
 //! The logits (B,R,V) that score the response tokens (hidden rows T-R-1 .. T-2), in the parameter dtype.
 [[nodiscard]] inline at::Tensor response_logits(CausalLM& lm, const TokenBatch& batch) {
   const auto s = response_slice(batch, lm->lm_head_weight().device());
-  const auto hidden = lm->hidden_states(s.input_ids, s.attention_mask, s.position_ids);  // (B,T,H)
-  return lm->project(hidden.narrow(1, s.start, s.length));                           // (B,R,V)
+  return lm->project(lm->model->forward_columns(s.input_ids, s.attention_mask, s.position_ids, s.start,
+                                                s.length));                           // (B,R,V)
 }
 
 //! A new CausalLM with `lm`'s config, device and a copy of its parameter values.

@@ -100,6 +100,42 @@ class TransformerModelImpl : public torch::nn::Module {
   //! \param cache keys/values of earlier columns, updated with these; null for a plain forward.
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, const at::Tensor& position_ids,
                      KVCache* cache = nullptr) {
+    return run(input_ids, attention_mask, position_ids, cache, 0, -1);
+  }
+
+  //! Hidden states (B,length,hidden) after the final norm of the columns [start, start + length) only, for
+  //! callers that use no other column (scoring a response: Actor::log_probs). The last decoder layer runs its
+  //! queries, attention output and MLP on those columns alone (DecoderLayerImpl::forward_columns); every
+  //! other layer is as in forward. Each column is the same computation as forward's (to float rounding: the
+  //! narrower GEMMs may round differently). No cache.
+  //! 	hrows verl::ShapeError for a column range outside [0, T), and as forward.
+  at::Tensor forward_columns(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                             const at::Tensor& position_ids, std::int64_t start, std::int64_t length) {
+    const auto t = input_ids.defined() && input_ids.dim() == 2 ? input_ids.size(1) : 0;
+    verl::detail::check<ShapeError>(start >= 0 && length >= 0 && start + length <= t,
+                                    "verl::models::TransformerModel::forward_columns: columns [", start, ", ",
+                                    start + length, ") are not inside the ", t, " columns of input_ids");
+    if (length == 0) return forward(input_ids, attention_mask, position_ids).narrow(1, start, 0);  // (B,0,hidden)
+    return run(input_ids, attention_mask, position_ids, nullptr, start, length);
+  }
+
+  //! Recompute each decoder layer's activations in backward instead of keeping them (applies in training
+  //! mode with grad enabled and no cache).
+  void set_activation_checkpointing(bool on) { checkpointing_ = on; }
+  [[nodiscard]] bool activation_checkpointing() const { return checkpointing_; }
+
+  [[nodiscard]] const TransformerConfig& config() const { return config_; }
+  //! The decoder layers, in order.
+  [[nodiscard]] const std::vector<DecoderLayer>& decoder_layers() const { return decoder_layers_; }
+
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+
+ private:
+  //! forward, or forward_columns when 0 <= length (and the range is not every column).
+  at::Tensor run(const at::Tensor& input_ids, const at::Tensor& attention_mask, const at::Tensor& position_ids,
+                 KVCache* cache, std::int64_t start, std::int64_t length) {
     constexpr std::string_view o = "verl::models::TransformerModel::forward";
     detail::check_inputs(input_ids, attention_mask, position_ids, o, config_.vocab_size);
     const auto b = input_ids.size(0), t = input_ids.size(1);
@@ -121,38 +157,30 @@ class TransformerModelImpl : public torch::nn::Module {
       masks[w] = plain_causal && (w <= 0 || w >= t) ? at::Tensor() : attention_mask_4d(full_mask, past, t, w);
     }
     const bool recompute = checkpointing_ && is_training() && c10::GradMode::is_enabled() && cache == nullptr;
+    const bool some_columns = length >= 0 && !(start == 0 && length == t);
     for (std::size_t i = 0; i < decoder_layers_.size(); ++i) {
       const auto& mask = masks.at(config_.sliding_windows[i]);
       auto layer = decoder_layers_[i];
+      const bool narrowed = some_columns && i + 1 == decoder_layers_.size();
       if (recompute) {
         std::vector<at::Tensor> params;
         for (const auto& p : layer->parameters()) {
           if (p.requires_grad()) params.push_back(p);
         }
         hidden = detail::checkpoint(
-            [layer, cos = cos, sin = sin, mask](const at::Tensor& x) mutable { return layer(x, cos, sin, mask); },
+            [layer, cos = cos, sin = sin, mask, narrowed, start, length](const at::Tensor& x) mutable {
+              return narrowed ? layer->forward_columns(x, cos, sin, mask, start, length) : layer(x, cos, sin, mask);
+            },
             hidden, params);
       } else {
-        hidden = layer(hidden, cos, sin, mask, cache);
+        hidden = narrowed ? layer->forward_columns(hidden, cos, sin, mask, start, length)
+                          : layer(hidden, cos, sin, mask, cache);
       }
     }
+    if (some_columns && decoder_layers_.empty()) hidden = hidden.narrow(1, start, length);
     return norm(hidden);
   }
 
-  //! Recompute each decoder layer's activations in backward instead of keeping them (applies in training
-  //! mode with grad enabled and no cache).
-  void set_activation_checkpointing(bool on) { checkpointing_ = on; }
-  [[nodiscard]] bool activation_checkpointing() const { return checkpointing_; }
-
-  [[nodiscard]] const TransformerConfig& config() const { return config_; }
-  //! The decoder layers, in order.
-  [[nodiscard]] const std::vector<DecoderLayer>& decoder_layers() const { return decoder_layers_; }
-
-  torch::nn::Embedding embed_tokens{nullptr};
-  torch::nn::ModuleList layers{nullptr};
-  RMSNorm norm{nullptr};
-
- private:
   TransformerConfig config_;
   std::vector<DecoderLayer> decoder_layers_;
   bool checkpointing_ = false;

@@ -13,6 +13,7 @@
 #include "verl/models/rope.hpp"
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/rsqrt.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
@@ -110,6 +111,41 @@ class AttentionImpl : public torch::nn::Module {
     return o_proj(out.transpose(1, 2).reshape({b, t, heads_ * head_dim_}));
   }
 
+  //! The attention output of the query columns [start, start + length) only, no cache: queries, RoPE and
+  //! o_proj run on those columns, keys and values on every column. What the last layer needs when only some
+  //! columns' final hidden states are used (scoring a response: Actor::log_probs). Same arguments as forward
+  //! (mask (B,1,T,T) or undefined for plain causal attention); x (B,T,hidden) -> (B,length,hidden).
+  at::Tensor forward_columns(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
+                             std::int64_t start, std::int64_t length) {
+    const auto b = x.size(0), t = x.size(1);
+    auto q = q_proj(x.narrow(1, start, length)).view({b, length, heads_, head_dim_});  // (B,len,H,D)
+    auto k = k_proj(x).view({b, t, kv_heads_, head_dim_});                                // (B,T,Hkv,D)
+    auto values = v_proj(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);           // (B,Hkv,T,D)
+    if (q_norm) {
+      q = q_norm(q);
+      k = k_norm(k);
+    }
+    q = apply_rope(q.transpose(1, 2), cos.narrow(1, start, length), sin.narrow(1, start, length));  // (B,H,len,D)
+    auto keys = apply_rope(k.transpose(1, 2), cos, sin);                                          // (B,Hkv,T,D)
+    const auto groups = heads_ / kv_heads_;
+    if (groups > 1) {
+      keys = keys.unsqueeze(2).expand({b, kv_heads_, groups, t, head_dim_}).reshape({b, heads_, t, head_dim_});
+      values = values.unsqueeze(2).expand({b, kv_heads_, groups, t, head_dim_}).reshape({b, heads_, t, head_dim_});
+    }
+    at::Tensor rows_mask;  // (B or 1,1,len,T) bool
+    if (mask.defined()) {
+      rows_mask = mask.narrow(2, start, length);
+    } else {  // plain causal: query column start + i sees keys 0 .. start + i (SDPA's is_causal aligns top-left)
+      const auto opts = at::TensorOptions().dtype(at::kLong).device(x.device());
+      rows_mask = (at::arange(t, opts).unsqueeze(0) <= at::arange(start, start + length, opts).unsqueeze(1))
+                      .view({1, 1, length, t});
+    }
+    const double scale = std::pow(static_cast<double>(head_dim_), -0.5);
+    const auto out = at::scaled_dot_product_attention(q, keys, values, rows_mask, /*dropout_p=*/0.0,
+                                                      /*is_causal=*/false, scale);  // (B,H,len,D)
+    return o_proj(out.transpose(1, 2).reshape({b, length, heads_ * head_dim_}));
+  }
+
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   RMSNorm q_norm{nullptr}, k_norm{nullptr};
 
@@ -130,14 +166,19 @@ class MLPImpl : public torch::nn::Module {
 
   //! x (B,T,hidden) -> (B,T,hidden)
   at::Tensor forward(const at::Tensor& x) {
-    auto gate = gate_proj(x);  // (B,T,I)
-    auto up = up_proj(x);      // (B,T,I)
-    if (gate.requires_grad() || up.requires_grad()) return down_proj(at::silu(gate) * up);
-    // No graph to record (inference, log-probs of the old policy): the same two elementwise kernels, in place.
-    // Two fewer (B,T,I) tensors per layer. On the 0.5B shape at (4,256) the fresh 20 MB blocks cost ~470,000
-    // page faults per forward (about 7% of it); with these two gone, glibc reuses the freed blocks and none remain.
+    const bool graph = at::GradMode::is_enabled() &&
+                       (x.requires_grad() || gate_proj->weight.requires_grad() || up_proj->weight.requires_grad() ||
+                        (gate_proj->bias.defined() && gate_proj->bias.requires_grad()) ||
+                        (up_proj->bias.defined() && up_proj->bias.requires_grad()));
+    if (graph) return down_proj(at::silu(gate_proj(x)) * up_proj(x));
+    // No graph to record (inference, log-probs of the old policy): the same two elementwise kernels, in place,
+    // and each (B,T,I) block freed as soon as it is used. On the 0.5B shape at (4,256) the fresh 20 MB blocks
+    // of the out-of-place form cost ~470,000 page faults per forward (about 7% of it); in this order glibc
+    // reuses the freed blocks and none remain.
+    auto gate = gate_proj(x);        // (B,T,I)
     at::silu_(gate);
-    return down_proj(gate.mul_(up));
+    gate.mul_(up_proj(x));           // up_proj's output is freed here, before down_proj allocates
+    return down_proj(gate);
   }
 
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
@@ -158,6 +199,15 @@ class DecoderLayerImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      KVCache* cache = nullptr) {
     const auto h = x + self_attn(input_layernorm(x), cos, sin, mask, cache);  // (B,T,hidden)
+    return h + mlp(post_attention_layernorm(h));
+  }
+
+  //! The layer's output for columns [start, start + length) only (AttentionImpl::forward_columns): x (B,T,hidden)
+  //! -> (B,length,hidden), each column the same computation as in forward.
+  at::Tensor forward_columns(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
+                             std::int64_t start, std::int64_t length) {
+    const auto h = x.narrow(1, start, length) +
+                   self_attn->forward_columns(input_layernorm(x), cos, sin, mask, start, length);  // (B,len,hidden)
     return h + mlp(post_attention_layernorm(h));
   }
 

@@ -293,6 +293,64 @@ TEST_CASE("padded rows equal the unpadded sequence at real positions, KV cache e
   }
 }
 
+TEST_CASE("forward_columns: the chosen columns of the full forward, values and gradients, every architecture",
+          "[models][decoder]") {
+  for (const char* arch : {"llama", "mistral", "qwen2", "qwen3"}) {
+    for (const bool checkpointing : {false, true}) {
+      INFO(arch << " checkpointing=" << checkpointing);
+      auto j = tiny_llama();
+      j["model_type"] = arch;
+      j["num_hidden_layers"] = 3;
+      if (std::string(arch) == "mistral") j["sliding_window"] = 3;
+      if (std::string(arch) == "llama") j["attention_bias"] = true;
+      auto full = make_model(j, 8);
+      auto cols = make_model(j, 8);
+      cols->set_activation_checkpointing(checkpointing);
+      full->train();
+      cols->train();
+      // Row 0 left-padded by 2, row 1 unpadded; plus an unpadded batch (plain causal attention, no mask).
+      const auto ids = torch::tensor({{0, 0, 5, 17, 3, 42, 8, 60}, {7, 1, 2, 93, 4, 11, 50, 6}});
+      const auto mask = torch::tensor({{0, 0, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 1, 1, 1}});
+      const auto pos = torch::tensor({{1, 1, 0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5, 6, 7}});
+      for (const bool padded : {true, false}) {
+        const auto b_ids = padded ? ids : ids.narrow(0, 1, 1);
+        const auto b_mask = padded ? mask : mask.narrow(0, 1, 1);
+        const auto b_pos = padded ? pos : pos.narrow(0, 1, 1);
+        for (const auto& [start, length] : {std::pair<std::int64_t, std::int64_t>{3, 4}, {0, 8}, {7, 1}, {1, 3}}) {
+          INFO("padded=" << padded << " columns [" << start << ", " << start + length << ")");
+          for (auto p : full->parameters()) p.mutable_grad() = torch::Tensor();
+          for (auto p : cols->parameters()) p.mutable_grad() = torch::Tensor();
+          const auto want = full->model(b_ids, b_mask, b_pos).narrow(1, start, length);  // (B,len,H)
+          const auto got = cols->model->forward_columns(b_ids, b_mask, b_pos, start, length);
+          REQUIRE(got.sizes() == want.sizes());
+          CHECK(torch::allclose(got, want, 1e-5, 1e-5));
+          const auto weights = torch::randn(want.sizes());
+          (want * weights).sum().backward();
+          (got * weights).sum().backward();
+          const auto pf = full->named_parameters(), pc = cols->named_parameters();
+          for (const auto& item : pf) {
+            INFO(item.key());
+            const auto& gf = item.value().grad();
+            const auto& gc = pc[item.key()].grad();
+            REQUIRE(gf.defined() == gc.defined());
+            if (gf.defined()) {  // float rounding relative to the gradient's scale (the 0.2 init makes them large)
+              const double scale = gf.abs().max().item<double>();
+              CHECK((gc - gf).abs().max().item<double>() <= 1e-5 * scale + 1e-6);
+            }
+          }
+        }
+      }
+      torch::NoGradGuard g;
+      CHECK(cols->model->forward_columns(ids, mask, pos, 8, 0).sizes() == torch::IntArrayRef({2, 0, 32}));
+      for (const auto& [start, length] : {std::pair<std::int64_t, std::int64_t>{5, 4}, {-1, 2}, {0, 9}}) {
+        CHECK_THROWS_AS(cols->model->forward_columns(ids, mask, pos, start, length), verl::ShapeError);
+      }
+      CHECK_THROWS_WITH(cols->model->forward_columns(ids, mask, pos, 6, 3),
+                        Catch::Matchers::Contains("columns [6, 9) are not inside the 8 columns"));
+    }
+  }
+}
+
 TEST_CASE("parameter names are Hugging Face's, tied embeddings share one tensor", "[models][causal_lm]") {
   auto j = tiny_llama();
   j["model_type"] = "qwen3";
