@@ -108,7 +108,7 @@ class TransformerModelImpl : public torch::nn::Module {
   //! queries, attention output and MLP on those columns alone (DecoderLayerImpl::forward_columns); every
   //! other layer is as in forward. Each column is the same computation as forward's (to float rounding: the
   //! narrower GEMMs may round differently). No cache.
-  //! 	hrows verl::ShapeError for a column range outside [0, T), and as forward.
+  //! \throws verl::ShapeError for a column range outside [0, T), and as forward.
   at::Tensor forward_columns(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                              const at::Tensor& position_ids, std::int64_t start, std::int64_t length) {
     const auto t = input_ids.defined() && input_ids.dim() == 2 ? input_ids.size(1) : 0;

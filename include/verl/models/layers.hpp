@@ -96,12 +96,7 @@ class AttentionImpl : public torch::nn::Module {
         return o_proj(out.transpose(1, 2).reshape({b, t, heads_ * head_dim_}));  // a view: out is (B,T,H,D) inside
       }
     }
-    const auto groups = heads_ / kv_heads_;
-    if (groups > 1) {  // repeat each key/value head for its group of query heads
-      const auto l = keys.size(2);
-      keys = keys.unsqueeze(2).expand({b, kv_heads_, groups, l, head_dim_}).reshape({b, heads_, l, head_dim_});
-      values = values.unsqueeze(2).expand({b, kv_heads_, groups, l, head_dim_}).reshape({b, heads_, l, head_dim_});
-    }
+    repeat_kv_heads(keys, values);
     // An undefined mask means plain causal attention over T == L columns (no padding, window or cache): SDPA's
     // is_causal path, which lets it pick its fused CPU/GPU kernels, as transformers does for unpadded batches.
     const auto attn_mask = mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt;
@@ -127,11 +122,7 @@ class AttentionImpl : public torch::nn::Module {
     }
     q = apply_rope(q.transpose(1, 2), cos.narrow(1, start, length), sin.narrow(1, start, length));  // (B,H,len,D)
     auto keys = apply_rope(k.transpose(1, 2), cos, sin);                                          // (B,Hkv,T,D)
-    const auto groups = heads_ / kv_heads_;
-    if (groups > 1) {
-      keys = keys.unsqueeze(2).expand({b, kv_heads_, groups, t, head_dim_}).reshape({b, heads_, t, head_dim_});
-      values = values.unsqueeze(2).expand({b, kv_heads_, groups, t, head_dim_}).reshape({b, heads_, t, head_dim_});
-    }
+    repeat_kv_heads(keys, values);
     at::Tensor rows_mask;  // (B or 1,1,len,T) bool
     if (mask.defined()) {
       rows_mask = mask.narrow(2, start, length);
@@ -150,6 +141,15 @@ class AttentionImpl : public torch::nn::Module {
   RMSNorm q_norm{nullptr}, k_norm{nullptr};
 
  private:
+  //! (B,Hkv,L,D) keys and values -> (B,H,L,D): each key/value head repeated for its group of query heads.
+  void repeat_kv_heads(at::Tensor& keys, at::Tensor& values) const {
+    const auto groups = heads_ / kv_heads_;
+    if (groups == 1) return;
+    const auto b = keys.size(0), l = keys.size(2);
+    keys = keys.unsqueeze(2).expand({b, kv_heads_, groups, l, head_dim_}).reshape({b, heads_, l, head_dim_});
+    values = values.unsqueeze(2).expand({b, kv_heads_, groups, l, head_dim_}).reshape({b, heads_, l, head_dim_});
+  }
+
   std::int64_t layer_idx_, heads_, kv_heads_, head_dim_;
 };
 TORCH_MODULE(Attention);
