@@ -177,7 +177,6 @@ class TransformerModelImpl : public torch::nn::Module {
                           : layer(hidden, cos, sin, mask, cache);
       }
     }
-    if (some_columns && decoder_layers_.empty()) hidden = hidden.narrow(1, start, length);
     return norm(hidden);
   }
 
