@@ -19,10 +19,12 @@
 namespace verl::detail {
 
 //! Calls `fn(b0, b1)` on disjoint row ranges covering [0, rows), in parallel on LibTorch's intra-op threads
-//! when the work (rows x cols elements) exceeds ATen's grain size. `fn` must not throw.
+//! when the work (rows x cols elements) exceeds `grain_elements` (ATen's grain size by default; a smaller one
+//! for work that costs much more per element than a copy). `fn` must not throw.
 template <class F>
-void parallel_rows(std::int64_t rows, std::int64_t cols, const F& fn) {
-  const std::int64_t grain = std::max<std::int64_t>(1, at::internal::GRAIN_SIZE / std::max<std::int64_t>(1, cols));
+void parallel_rows(std::int64_t rows, std::int64_t cols, const F& fn,
+                   std::int64_t grain_elements = at::internal::GRAIN_SIZE) {
+  const std::int64_t grain = std::max<std::int64_t>(1, grain_elements / std::max<std::int64_t>(1, cols));
   if (rows <= grain || at::get_num_threads() <= 1 || at::in_parallel_region()) {
     if (rows > 0) fn(std::int64_t{0}, rows);
     return;

@@ -59,6 +59,9 @@ struct LinearLogProbOptions {
   bool compute_entropy = false;  //!< also return the entropy of softmax(logits / T), differentiable
   std::int64_t chunk_tokens = 0;  //!< tokens per chunk; 0: the most that fit in max_chunk_bytes
   std::int64_t max_chunk_bytes = std::int64_t{256} << 20;  //!< budget of one chunk's buffers when chunk_tokens = 0
+  //! float32 on CPU: vocabulary columns per GEMM block (0: detail::kDefaultVocabBlock). The other dtypes and
+  //! devices ignore it.
+  std::int64_t vocab_block = 0;
 };
 
 namespace detail {
@@ -81,10 +84,47 @@ inline std::int64_t resolve_chunk_tokens(const LinearLogProbOptions& options, st
   return std::max<std::int64_t>(1, std::min(chunk, tokens));
 }
 
+//! Vocabulary columns per block of the blocked path when LinearLogProbOptions::vocab_block is 0. Measured with
+//! MKL on 2 cores (docs/models.md): (rows,H)x(H,512) blocks run the Llama/Qwen head GEMMs as fast as one
+//! (rows,V) GEMM or faster (1.3x at 64 rows), and a block of up to a few thousand rows stays in the L2/L3 cache
+//! for the row pass that follows it.
+inline constexpr std::int64_t kDefaultVocabBlock = 512;
+
+//! Elements per thread below which a block's row pass stays on one thread: an exp and a few FMAs per element
+//! cost ~10x a copy's, so the pass is split at a grain 8x smaller than ATen's (a 64-row block would otherwise
+//! run on one thread while the other waits).
+inline constexpr std::int64_t kBlockPassGrain = 4096;
+
+//! How one call runs. The blocked path (float32 on CPU) multiplies a tile of rows by one vocabulary block of
+//! the weight at a time and folds each block into running softmax statistics while it is in cache, so the
+//! logits never reach memory; the chunked path (the other dtypes and devices) computes a chunk's whole (rows,V)
+//! logits, then its row pass.
+struct Plan {
+  bool blocked = false;
+  std::int64_t rows = 1;         //!< rows per chunk (chunked path) or tile (blocked path)
+  std::int64_t vocab_block = 0;  //!< blocked path: columns per block
+};
+
+inline Plan make_plan(const LinearLogProbOptions& options, std::int64_t tokens, std::int64_t vocab,
+                      const at::Tensor& hidden) {
+  Plan plan;
+  plan.blocked = hidden.device().is_cpu() && hidden.scalar_type() == at::kFloat;
+  if (!plan.blocked) {
+    plan.rows = resolve_chunk_tokens(options, tokens, vocab, hidden.scalar_type());
+    return plan;
+  }
+  plan.vocab_block = std::min(vocab, options.vocab_block > 0 ? options.vocab_block : kDefaultVocabBlock);
+  // A tile's buffer is rows x vocab_block floats: max_chunk_bytes bounds it as it bounds a chunk.
+  plan.rows = resolve_chunk_tokens(options, tokens, plan.vocab_block, at::kFloat);
+  return plan;
+}
+
 //! Forward over all chunks. Returns {log_probs (N,), lse (N,), mean_z (N,) or undefined, entropy or undefined}.
 struct ForwardResult {
   at::Tensor log_probs, lse, mean_z, entropy;
-  at::Tensor logits;  //!< (N,V) raw logits when all tokens fit in one chunk (else undefined)
+  //! Raw logits kept for the backward, else undefined: chunked path, (N,V) when all tokens fit one chunk;
+  //! blocked path, (N*V,) in blocks (kept_block) when asked to keep them.
+  at::Tensor logits;
 };
 
 //! The calling thread's kept chunk block (see chunk_buffer).
@@ -100,6 +140,13 @@ inline verl::detail::ReusableBuffer& thread_chunk_block() {
 inline at::Tensor chunk_buffer(std::int64_t chunk, std::int64_t v, const at::TensorOptions& options) {
   if (!options.device().is_cpu()) return at::empty({chunk, v}, options);  // (chunk,V)
   return thread_chunk_block().take({chunk, v}, options);                   // (chunk,V)
+}
+
+//! The calling thread's kept tile block of the blocked path (a second block, so that alternating no-grad
+//! calls, which need a tile, and training calls, which keep whole logits, do not take turns replacing one).
+inline verl::detail::ReusableBuffer& thread_tile_block() {
+  thread_local verl::detail::ReusableBuffer block;
+  return block;
 }
 
 inline at::ScalarType accumulate_dtype(at::ScalarType dtype) {
@@ -194,14 +241,19 @@ inline std::pair<at::Tensor, at::Tensor> linear_log_probs_backward(
   const auto acc = accumulate_dtype(dtype);
   const bool reduced = dtype == at::kBFloat16 || dtype == at::kHalf;
   const bool chunks = n > chunk;
+  if (n == 0 || (!g_lp.defined() && !g_ent.defined()) || (!need_hidden && !need_weight)) {
+    return {need_hidden ? at::zeros_like(hidden) : at::Tensor(),
+            need_weight ? at::zeros_like(weight, at::MemoryFormat::Contiguous) : at::Tensor()};
+  }
   at::Tensor grad_hidden = need_hidden ? at::zeros_like(hidden) : at::Tensor();              // (N,H)
-  at::Tensor grad_weight = need_weight ? at::zeros_like(weight, at::MemoryFormat::Contiguous) : at::Tensor();  // (V,H)
+  // Written whole by one GEMM (one chunk) or by the final copy (bf16/half over chunks): no zero fill, which
+  // for a (V,H) weight costs as much as a GEMM pass over memory. Accumulated over float chunks: zeros.
+  at::Tensor grad_weight = !need_weight ? at::Tensor()
+                           : chunks && !reduced ? at::zeros_like(weight, at::MemoryFormat::Contiguous)
+                                                : at::empty_like(weight, at::MemoryFormat::Contiguous);  // (V,H)
   at::Tensor grad_weight_acc = need_weight && reduced && chunks
                                    ? at::zeros(weight.sizes(), weight.options().dtype(at::kFloat))
                                    : grad_weight;                                            // (V,H)
-  if (n == 0 || (!g_lp.defined() && !g_ent.defined()) || (!need_hidden && !need_weight)) {
-    return {grad_hidden, grad_weight};
-  }
   const auto weight_t = weight.t();                                       // (H,V)
   auto buffer = kept_logits.defined() ? kept_logits : chunk_buffer(chunk, v, hidden.options());  // (chunk,V)
   for (std::int64_t i0 = 0; i0 < n; i0 += chunk) {
@@ -270,16 +322,149 @@ inline std::pair<at::Tensor, at::Tensor> linear_log_probs_backward(
   return {grad_hidden, grad_weight};
 }
 
+//! A (rows,cols) tile buffer of the blocked path, from the thread's kept tile block.
+inline at::Tensor tile_buffer(std::int64_t rows, std::int64_t cols, const at::TensorOptions& options) {
+  return thread_tile_block().take({rows, cols}, options);  // (rows,cols)
+}
+
+//! The (N,cols) block of kept logits starting at vocabulary column v0, in the flat (N*V,) buffer that holds
+//! the blocks one after another (all blocks but the last have the same width, so block v0 starts at v0 * N).
+inline at::Tensor kept_block(const at::Tensor& flat, std::int64_t n, std::int64_t v0, std::int64_t cols) {
+  return flat.narrow(0, v0 * n, n * cols).view({n, cols});  // (N,cols) contiguous
+}
+
+//! Forward of the blocked path (float32 on CPU): for each tile of `plan.rows` rows and each block of
+//! `plan.vocab_block` vocabulary columns, one GEMM into a cache-sized buffer, then fold_block_row on each row.
+//! \param keep_logits write the blocks into one (N*V,) buffer instead (see kept_block) and return it in
+//!        ForwardResult::logits (the caller checks that all rows fit one tile and that N*V floats fit the
+//!        budget).
+inline ForwardResult blocked_forward(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
+                                     double temperature, bool entropy, const Plan& plan, bool keep_logits) {
+  const std::int64_t n = hidden.size(0), v = weight.size(0);
+  const auto opts = hidden.options();
+  ForwardResult out;
+  out.log_probs = at::empty({n}, opts);                                   // (N,)
+  out.lse = at::empty({n}, opts);                                         // (N,)
+  if (entropy) {
+    out.mean_z = at::empty({n}, opts);                                    // (N,)
+    out.entropy = at::empty({n}, opts);                                   // (N,)
+  }
+  if (n == 0) return out;
+  auto stats = at::empty({4, n}, opts);                                   // m, s, q, z_target per row
+  float* m = stats.data_ptr<float>();
+  float* s = m + n;
+  float* q = s + n;
+  float* z_target = q + n;
+  std::fill(m, m + n, -INFINITY);
+  std::fill(s, s + 2 * n, 0.0f);                                          // s and q
+  std::fill(z_target, z_target + n, 0.0f);
+  const std::int64_t tile = std::min(plan.rows, n), block = plan.vocab_block;
+  // Kept logits are stored block after block, each block a contiguous (N,cols) matrix (kept_block): as
+  // column slices of one (N,V) matrix, the GEMMs writing and reading them ran 1.4-1.9x slower (rows a page
+  // or more apart).
+  auto buffer = keep_logits ? chunk_buffer(1, n * v, opts).view({n * v}) : tile_buffer(tile, block, opts);
+  const std::int64_t* t = targets.data_ptr<std::int64_t>();
+  for (std::int64_t i0 = 0; i0 < n; i0 += tile) {
+    const std::int64_t rows = std::min(tile, n - i0);
+    const auto h_tile = hidden.narrow(0, i0, rows);                       // (rows,H)
+    for (std::int64_t v0 = 0; v0 < v; v0 += block) {
+      const std::int64_t cols = std::min(block, v - v0);
+      auto logits = keep_logits ? kept_block(buffer, n, v0, cols) : buffer.narrow(0, 0, rows).narrow(1, 0, cols);  // (rows,cols)
+      at::mm_out(logits, h_tile, weight.narrow(0, v0, cols).t());
+      const RowKernels<float>::BlockForward args{logits.data_ptr<float>(), logits.stride(0), cols, v0, t + i0,
+                                                 m + i0, s + i0, entropy ? q + i0 : nullptr, z_target + i0,
+                                                 static_cast<float>(temperature)};
+      verl::detail::parallel_rows(rows, cols,
+                                  [&](std::int64_t b, std::int64_t e) { RowKernels<float>::block_forward(args, b, e); },
+                                  kBlockPassGrain);
+    }
+  }
+  float* lp = out.log_probs.data_ptr<float>();
+  float* lse = out.lse.data_ptr<float>();
+  float* mean_z = entropy ? out.mean_z.data_ptr<float>() : nullptr;
+  float* ent = entropy ? out.entropy.data_ptr<float>() : nullptr;
+  for (std::int64_t r = 0; r < n; ++r) {  // as forward_row's last lines
+    const float log_s = std::log(s[r]);
+    lse[r] = m[r] + log_s;
+    lp[r] = (z_target[r] - m[r]) - log_s;
+    if (entropy) {
+      mean_z[r] = m[r] + q[r] / s[r];
+      ent[r] = log_s - q[r] / s[r];
+    }
+  }
+  if (keep_logits) out.logits = buffer;
+  return out;
+}
+
+//! Backward of the blocked path: per tile and vocabulary block, the logits (recomputed, or a block of
+//! `kept_logits`) become grad_logits in place, then grad_hidden += G W_block and grad_weight[block] = G^T h
+//! (accumulated when there are several tiles).
+inline std::pair<at::Tensor, at::Tensor> blocked_backward(const at::Tensor& hidden, const at::Tensor& weight,
+                                                          const at::Tensor& targets, const at::Tensor& lse,
+                                                          const at::Tensor& mean_z, const at::Tensor& g_lp,
+                                                          const at::Tensor& g_ent, double temperature, const Plan& plan,
+                                                          bool need_hidden, bool need_weight, const at::Tensor& kept_logits) {
+  const std::int64_t n = hidden.size(0), v = weight.size(0);
+  if (n == 0 || (!g_lp.defined() && !g_ent.defined()) || (!need_hidden && !need_weight)) {
+    return {need_hidden ? at::zeros_like(hidden) : at::Tensor(),
+            need_weight ? at::zeros_like(weight, at::MemoryFormat::Contiguous) : at::Tensor()};
+  }
+  const std::int64_t tile = std::min(plan.rows, n), block = plan.vocab_block;
+  const bool one_tile = tile == n;
+  at::Tensor grad_hidden = need_hidden ? at::zeros_like(hidden) : at::Tensor();  // (N,H), summed over blocks
+  // One tile writes every block of the weight gradient once: no zero fill (a whole pass over (V,H) memory).
+  at::Tensor grad_weight = !need_weight ? at::Tensor()
+                           : one_tile   ? at::empty_like(weight, at::MemoryFormat::Contiguous)
+                                        : at::zeros_like(weight, at::MemoryFormat::Contiguous);  // (V,H)
+  const bool kept = kept_logits.defined();
+  auto buffer = kept ? kept_logits : tile_buffer(tile, block, hidden.options());  // (N,V) or (tile,block)
+  const std::int64_t* t = targets.data_ptr<std::int64_t>();
+  const float* glp = g_lp.defined() ? g_lp.data_ptr<float>() : nullptr;
+  const float* gen = g_ent.defined() ? g_ent.data_ptr<float>() : nullptr;
+  const float* ls = lse.data_ptr<float>();
+  const float* mz = mean_z.defined() ? mean_z.data_ptr<float>() : nullptr;
+  for (std::int64_t i0 = 0; i0 < n; i0 += tile) {
+    const std::int64_t rows = std::min(tile, n - i0);
+    const auto h_tile = hidden.narrow(0, i0, rows);                       // (rows,H)
+    for (std::int64_t v0 = 0; v0 < v; v0 += block) {
+      const std::int64_t cols = std::min(block, v - v0);
+      const auto w_block = weight.narrow(0, v0, cols);                    // (cols,H)
+      auto logits = kept ? kept_block(buffer, n, v0, cols) : buffer.narrow(0, 0, rows).narrow(1, 0, cols);  // (rows,cols)
+      if (!kept) at::mm_out(logits, h_tile, w_block.t());
+      const RowKernels<float>::BlockBackward args{logits.data_ptr<float>(), logits.stride(0), cols, v0, t + i0,
+                                                  glp ? glp + i0 : nullptr, gen ? gen + i0 : nullptr, ls + i0,
+                                                  mz ? mz + i0 : nullptr, static_cast<float>(temperature)};
+      verl::detail::parallel_rows(rows, cols,
+                                  [&](std::int64_t b, std::int64_t e) { RowKernels<float>::block_backward(args, b, e); },
+                                  kBlockPassGrain);
+      if (need_hidden) grad_hidden.narrow(0, i0, rows).addmm_(logits, w_block);
+      if (need_weight) {
+        auto gw_block = grad_weight.narrow(0, v0, cols);                  // (cols,H) contiguous
+        if (one_tile) at::mm_out(gw_block, logits.t(), h_tile);
+        else gw_block.addmm_(logits.t(), h_tile);
+      }
+    }
+  }
+  return {grad_hidden, grad_weight};
+}
+
 //! The autograd node: saves the inputs and two (N,) statistics, recomputes the logits in backward.
 struct LinearLogProbsFunction : torch::autograd::Function<LinearLogProbsFunction> {
+  //! \param keep_logits (blocked path) keep the (N,V) logits for the backward; the chunked path keeps its
+  //!        buffer whenever all tokens fit one chunk.
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden,
                                                 const at::Tensor& weight, const at::Tensor& targets,
-                                                double temperature, bool entropy, std::int64_t chunk) {
-    auto res = linear_log_probs_forward(hidden, weight, targets, temperature, entropy, chunk);
+                                                double temperature, bool entropy, bool blocked, std::int64_t rows,
+                                                std::int64_t vocab_block, bool keep_logits) {
+    const Plan plan{blocked, rows, vocab_block};
+    auto res = blocked ? blocked_forward(hidden, weight, targets, temperature, entropy, plan, keep_logits)
+                       : linear_log_probs_forward(hidden, weight, targets, temperature, entropy, rows);
     ctx->set_materialize_grads(false);
     ctx->saved_data["temperature"] = temperature;
     ctx->saved_data["entropy"] = entropy;
-    ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["blocked"] = blocked;
+    ctx->saved_data["rows"] = rows;
+    ctx->saved_data["vocab_block"] = vocab_block;
     // When every token fits in one chunk, the logits buffer (within the memory budget by construction) is kept
     // for the backward, which then skips the recomputing GEMM; the backward overwrites it, so only once.
     ctx->saved_data["kept_logits"] = res.logits.defined();
@@ -296,12 +481,21 @@ struct LinearLogProbsFunction : torch::autograd::Function<LinearLogProbsFunction
     const auto contiguous = [](const at::Tensor& g) { return g.defined() ? g.contiguous() : g; };
     const bool kept = ctx->saved_data["kept_logits"].toBool();
     ctx->saved_data["kept_logits"] = false;  // a second backward (retain_graph) recomputes
-    auto [gh, gw] = linear_log_probs_backward(
-        saved[0], saved[1], saved[2], saved[3], entropy ? saved[4] : at::Tensor(), contiguous(grads[0]),
-        entropy ? contiguous(grads[1]) : at::Tensor(), ctx->saved_data["temperature"].toDouble(),
-        ctx->saved_data["chunk"].toInt(), ctx->needs_input_grad(0), ctx->needs_input_grad(1),
-        kept ? saved[5] : at::Tensor());
-    return {gh, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    const Plan plan{ctx->saved_data["blocked"].toBool(), ctx->saved_data["rows"].toInt(),
+                    ctx->saved_data["vocab_block"].toInt()};
+    const auto g_lp = contiguous(grads[0]);
+    const auto g_ent = entropy ? contiguous(grads[1]) : at::Tensor();
+    const double temperature = ctx->saved_data["temperature"].toDouble();
+    const auto kept_logits = kept ? saved[5] : at::Tensor();
+    auto [gh, gw] = plan.blocked
+                        ? blocked_backward(saved[0], saved[1], saved[2], saved[3], entropy ? saved[4] : at::Tensor(),
+                                           g_lp, g_ent, temperature, plan, ctx->needs_input_grad(0),
+                                           ctx->needs_input_grad(1), kept_logits)
+                        : linear_log_probs_backward(saved[0], saved[1], saved[2], saved[3],
+                                                    entropy ? saved[4] : at::Tensor(), g_lp, g_ent, temperature,
+                                                    plan.rows, ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                                    kept_logits);
+    return {gh, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -347,6 +541,8 @@ struct LinearLogProbsFunction : torch::autograd::Function<LinearLogProbsFunction
                      ", expected >= 0 (0 chooses it from max_chunk_bytes)");
   check<ConfigError>(options.max_chunk_bytes > 0, owner, ": max_chunk_bytes is ", options.max_chunk_bytes,
                      ", expected > 0");
+  check<ConfigError>(options.vocab_block >= 0, owner, ": vocab_block is ", options.vocab_block,
+                     ", expected >= 0 (0 chooses ", detail::kDefaultVocabBlock, ")");
   const std::int64_t vocab = weight.size(0), width = weight.size(1);
   const auto flat_hidden = hidden.reshape({-1, width}).contiguous();     // (N,H)
   const auto flat_targets = targets.reshape({-1}).contiguous();          // (N,)
@@ -360,17 +556,24 @@ struct LinearLogProbsFunction : torch::autograd::Function<LinearLogProbsFunction
                                                     vocab, ") (V = weight.size(0))"));
     }
   }
-  const std::int64_t chunk = detail::resolve_chunk_tokens(options, n, vocab, dtype);
+  const auto plan = detail::make_plan(options, n, vocab, flat_hidden);
   TokenLogProbs out;
   const bool grad = c10::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad());
   if (grad) {
+    // Blocked path: the forward keeps its (N,V) logits for the backward (which then skips one GEMM) when they
+    // fit the chunk budget and all rows are one tile (chunk_tokens, when set, still bounds the memory).
+    const bool keep_logits = plan.blocked && n <= plan.rows &&
+                             n * vocab * static_cast<std::int64_t>(sizeof(float)) <= options.max_chunk_bytes;
     auto outs = detail::LinearLogProbsFunction::apply(flat_hidden, weight, flat_targets, options.temperature,
-                                                      options.compute_entropy, chunk);
+                                                      options.compute_entropy, plan.blocked, plan.rows,
+                                                      plan.vocab_block, keep_logits);
     out.log_probs = outs[0].view(targets.sizes());
     if (options.compute_entropy) out.entropy = outs[1].view(targets.sizes());
   } else {
-    auto res = detail::linear_log_probs_forward(flat_hidden, weight, flat_targets, options.temperature,
-                                                options.compute_entropy, chunk);
+    auto res = plan.blocked ? detail::blocked_forward(flat_hidden, weight, flat_targets, options.temperature,
+                                                      options.compute_entropy, plan, /*keep_logits=*/false)
+                            : detail::linear_log_probs_forward(flat_hidden, weight, flat_targets, options.temperature,
+                                                               options.compute_entropy, plan.rows);
     out.log_probs = res.log_probs.view(targets.sizes());
     if (options.compute_entropy) out.entropy = res.entropy.view(targets.sizes());
   }
@@ -379,6 +582,9 @@ struct LinearLogProbsFunction : torch::autograd::Function<LinearLogProbsFunction
 
 //! Frees the calling thread's kept chunk block of linear_log_probs on CPU (see detail::chunk_buffer): up to one
 //! chunk (LinearLogProbOptions::max_chunk_bytes) that stays resident between calls otherwise.
-inline void release_log_prob_buffer() { detail::thread_chunk_block().release(); }
+inline void release_log_prob_buffer() {
+  detail::thread_chunk_block().release();
+  detail::thread_tile_block().release();
+}
 
 }  // namespace verl::models

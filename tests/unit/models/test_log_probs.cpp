@@ -58,11 +58,12 @@ Problem make_problem(std::int64_t n, std::int64_t h, std::int64_t v, double scal
   return p;
 }
 
-LinearLogProbOptions opts(double t, bool entropy, std::int64_t chunk) {
+LinearLogProbOptions opts(double t, bool entropy, std::int64_t chunk, std::int64_t vocab_block = 0) {
   LinearLogProbOptions o;
   o.temperature = t;
   o.compute_entropy = entropy;
   o.chunk_tokens = chunk;
+  o.vocab_block = vocab_block;
   return o;
 }
 
@@ -102,8 +103,10 @@ long long peak_rss_delta_bytes(const std::function<void()>& fn) {
 }  // namespace
 
 TEST_CASE("linear_log_probs matches the naive float32 and float64 references", "[models][log_probs]") {
-  // V = 1003: 62 vectors of 16 plus a tail of 11; V = 5: tail only; V = 16: no tail. N = 37 with chunks that
-  // divide it (37, 1), that do not (5, 8), and larger than N (64, and 0 = auto: one chunk here).
+  // V = 1003: 125 vectors of 8 plus a tail of 3; V = 5: tail only; V = 16: no tail. N = 37 with chunks that
+  // divide it (37, 1), that do not (5, 8), and larger than N (64, and 0 = auto: one chunk here). float32 on
+  // CPU runs the vocabulary-blocked path: blocks of 512 (0), 1 (every column its own block: the running
+  // maximum changes often), 7 (tails only) and 16 (vectors only), and 1003 (one block).
   for (std::int64_t v : {1003, 5, 16}) {
     for (double scale : {1.0, 25.0}) {
       const auto p = make_problem(37, 24, v, scale, torch::kFloat32, 1000 + v);
@@ -111,8 +114,10 @@ TEST_CASE("linear_log_probs matches the naive float32 and float64 references", "
         const auto ref32 = naive(p.hidden, p.weight, p.targets, t, torch::kFloat32);
         const auto ref64 = naive(p.hidden.to(torch::kFloat64), p.weight.to(torch::kFloat64), p.targets, t, torch::kFloat64);
         for (std::int64_t chunk : {0, 1, 5, 8, 37, 64}) {
-          INFO("V=" << v << " scale=" << scale << " T=" << t << " chunk=" << chunk);
-          const auto r = linear_log_probs(p.hidden, p.weight, p.targets, opts(t, true, chunk));
+         for (std::int64_t block : {0, 1, 7, 16, 1003}) {
+          if (block == 1 && chunk != 0 && chunk != 5) continue;  // the slowest case, on two chunkings
+          INFO("V=" << v << " scale=" << scale << " T=" << t << " chunk=" << chunk << " vocab_block=" << block);
+          const auto r = linear_log_probs(p.hidden, p.weight, p.targets, opts(t, true, chunk, block));
           REQUIRE(r.log_probs.scalar_type() == torch::kFloat32);
           REQUIRE(r.entropy.scalar_type() == torch::kFloat32);
           REQUIRE(r.log_probs.sizes() == torch::IntArrayRef{37});
@@ -123,9 +128,10 @@ TEST_CASE("linear_log_probs matches the naive float32 and float64 references", "
           CHECK(max_abs_diff(r.log_probs, ref64.log_probs) < 3e-5 * scale);
           CHECK(max_abs_diff(r.entropy, ref64.entropy) < 3e-5 * scale);
           // Without entropy: the same log-probs, no entropy tensor.
-          const auto lp_only = linear_log_probs(p.hidden, p.weight, p.targets, opts(t, false, chunk));
+          const auto lp_only = linear_log_probs(p.hidden, p.weight, p.targets, opts(t, false, chunk, block));
           CHECK_FALSE(lp_only.entropy.defined());
           CHECK(torch::equal(lp_only.log_probs, r.log_probs));
+         }
         }
       }
     }
@@ -156,6 +162,37 @@ TEST_CASE("linear_log_probs in float64 matches the float64 reference to rounding
   CHECK(r2.log_probs.item<double>() == Approx(-std::log(2.0 + std::sqrt(3.0))).epsilon(1e-14));
 }
 
+TEST_CASE("linear_log_probs folds vocabulary blocks into running statistics (float32, hand-worked)", "[models][log_probs]") {
+  // H = 1, hidden = 1: the logits are the weight column. Blocks of one column, so each block is folded into
+  // the running maximum, sum and entropy term on its own; the maximum rises block after block (-50, 0, 60),
+  // falls (then 2), and the target sits in the first, a middle or the last block.
+  const auto h = torch::ones({1, 1});
+  const auto w = torch::tensor({-50.0f, 0.0f, 60.0f, 2.0f}).reshape({4, 1});
+  const double log_z = 60.0 + std::log1p(std::exp(-60.0) + std::exp(-58.0) + std::exp(-110.0));
+  for (std::int64_t block : {1, 2, 3, 0}) {
+    INFO("vocab_block=" << block);
+    for (std::int64_t target : {0, 1, 2, 3}) {
+      const auto r = linear_log_probs(h, w, torch::tensor({target}, torch::kLong), opts(1.0, true, 0, block));
+      const double logit = w[target][0].item<double>();
+      CHECK(r.log_probs.item<double>() == Approx(logit - log_z).epsilon(1e-6).margin(1e-6));
+      // entropy = log Z - E[z]; E[z] = 60 - 58 e^-58 - 60 e^-60 - ... ~ 60 - 58 e^-58: about 8e-24 + ...
+      CHECK(r.entropy.item<double>() == Approx(0.0).margin(1e-5));
+    }
+  }
+  // (0, 0, ln 3) in blocks of one, at T = 1 and T = 2 (as the float64 hand-worked case).
+  const auto w3 = torch::tensor({0.0f, 0.0f, static_cast<float>(std::log(3.0))}).reshape({3, 1});
+  const auto r1 = linear_log_probs(h, w3, torch::tensor({2}, torch::kLong), opts(1.0, true, 0, 1));
+  CHECK(r1.log_probs.item<double>() == Approx(std::log(0.6)).epsilon(1e-6));
+  CHECK(r1.entropy.item<double>() == Approx(-(0.4 * std::log(0.2) + 0.6 * std::log(0.6))).epsilon(1e-6));
+  const auto r2 = linear_log_probs(h, w3, torch::tensor({0}, torch::kLong), opts(2.0, false, 0, 1));
+  CHECK(r2.log_probs.item<double>() == Approx(-std::log(2.0 + std::sqrt(3.0))).epsilon(1e-6));
+  // A -inf logit in a block of its own (first, so the running maximum starts at -inf) contributes nothing.
+  const auto w_inf = torch::tensor({-INFINITY, 0.0f, 0.0f}).reshape({3, 1});
+  const auto ri = linear_log_probs(h, w_inf, torch::tensor({1}, torch::kLong), opts(1.0, true, 0, 1));
+  CHECK(ri.log_probs.item<double>() == Approx(std::log(0.5)).epsilon(1e-6));
+  CHECK(ri.entropy.item<double>() == Approx(std::log(2.0)).epsilon(1e-6));
+}
+
 TEST_CASE("linear_log_probs gradients equal autograd through the naive path", "[models][log_probs]") {
   for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
     const double tol = dtype == torch::kFloat64 ? 1e-11 : 2e-5;
@@ -165,8 +202,11 @@ TEST_CASE("linear_log_probs gradients equal autograd through the naive path", "[
     const auto g_ent = torch::randn({13}, dtype);
     for (double t : {1.0, 0.8}) {
       for (int use : {0, 1, 2}) {  // 0: log-probs only, 1: log-probs + entropy, 2: entropy only
-        for (std::int64_t chunk : {4, 13}) {
-          INFO("dtype=" << dtype << " T=" << t << " use=" << use << " chunk=" << chunk);
+        // chunk 13 = N: float32 keeps the logits for the backward; 4: it recomputes them tile by tile. Vocabulary
+        // blocks of 512 (one block here), 16 and 7 (several, the last one shorter).
+        for (auto [chunk, block] : {std::pair<std::int64_t, std::int64_t>{4, 0}, {13, 0}, {4, 16}, {13, 16}, {13, 7}, {4, 7}}) {
+          if (dtype == torch::kFloat64 && block != 0) continue;  // float64 has no blocked path
+          INFO("dtype=" << dtype << " T=" << t << " use=" << use << " chunk=" << chunk << " vocab_block=" << block);
           const auto h_ref = p.hidden.clone().requires_grad_(true);
           const auto w_ref = p.weight.clone().requires_grad_(true);
           const auto ref = naive(h_ref, w_ref, p.targets, t, dtype);
@@ -178,7 +218,7 @@ TEST_CASE("linear_log_probs gradients equal autograd through the naive path", "[
           loss_of(ref.log_probs, ref.entropy).backward();
           const auto h = p.hidden.clone().requires_grad_(true);
           const auto w = p.weight.clone().requires_grad_(true);
-          const auto r = linear_log_probs(h, w, p.targets, opts(t, use != 0, chunk));
+          const auto r = linear_log_probs(h, w, p.targets, opts(t, use != 0, chunk, block));
           loss_of(r.log_probs, r.entropy).backward();
           const double scale_h = h_ref.grad().abs().max().item<double>() + 1.0;
           const double scale_w = w_ref.grad().abs().max().item<double>() + 1.0;
@@ -234,24 +274,29 @@ TEST_CASE("linear_log_probs reuses its CPU chunk block only when no forward stil
   // On CPU the (chunk,V) logits buffer comes from a block each thread keeps (detail::chunk_buffer). A forward
   // whose tokens fit one chunk keeps that buffer for its backward, so a second forward before the first
   // backward (gradient accumulation over micro-batches) must not write into it.
+  // float64 runs the chunked path (a (7,60) chunk), float32 the blocked one (the (7*60,) kept logits, in
+  // blocks of 16 columns).
+  const auto dtype = GENERATE(torch::kFloat64, torch::kFloat32);
+  const double tol = dtype == torch::kFloat64 ? 1e-12 : 2e-5;
+  INFO("dtype=" << dtype);
   verl::models::release_log_prob_buffer();
-  const auto a = make_problem(7, 8, 60, 4.0, torch::kFloat64, 31);
-  const auto b = make_problem(7, 8, 60, 4.0, torch::kFloat64, 32);  // same shapes, other values
+  const auto a = make_problem(7, 8, 60, 4.0, dtype, 31);
+  const auto b = make_problem(7, 8, 60, 4.0, dtype, 32);  // same shapes, other values
   const auto g = [](const verl::models::TokenLogProbs& r) { return r.log_probs.sum() + 0.3 * r.entropy.sum(); };
   const auto ha = a.hidden.clone().requires_grad_(true), hb = b.hidden.clone().requires_grad_(true);
   const auto wa = a.weight.clone().requires_grad_(true), wb = b.weight.clone().requires_grad_(true);
-  const auto ra = linear_log_probs(ha, wa, a.targets, opts(0.7, true, 0));
-  const auto rb = linear_log_probs(hb, wb, b.targets, opts(0.7, true, 0));
+  const auto ra = linear_log_probs(ha, wa, a.targets, opts(0.7, true, 0, 16));
+  const auto rb = linear_log_probs(hb, wb, b.targets, opts(0.7, true, 0, 16));
   (g(ra) + g(rb)).backward();
   for (const auto* pr : {&a, &b}) {
     const auto h_ref = pr->hidden.clone().requires_grad_(true);
     const auto w_ref = pr->weight.clone().requires_grad_(true);
-    const auto nr = naive(h_ref, w_ref, pr->targets, 0.7, torch::kFloat64);
+    const auto nr = naive(h_ref, w_ref, pr->targets, 0.7, dtype);
     (nr.log_probs.sum() + 0.3 * nr.entropy.sum()).backward();
     const auto& h = pr == &a ? ha : hb;
     const auto& w = pr == &a ? wa : wb;
-    CHECK(max_abs_diff(h.grad(), h_ref.grad()) < 1e-12);
-    CHECK(max_abs_diff(w.grad(), w_ref.grad()) < 1e-12);
+    CHECK(max_abs_diff(h.grad(), h_ref.grad()) < tol);
+    CHECK(max_abs_diff(w.grad(), w_ref.grad()) < tol);
   }
   // Without autograd the block is reused call after call, with the same results each time; in several chunks
   // too, and after release_log_prob_buffer().
@@ -333,6 +378,14 @@ TEST_CASE("linear_log_probs shapes: no tokens, leading dimensions, automatic chu
   CHECK(verl::models::detail::resolve_chunk_tokens(o, 12, 40, torch::kBFloat16) == 2);  // 2 + 4 bytes per entry
   CHECK(verl::models::detail::resolve_chunk_tokens(opts(1.0, false, 0), 4096, 151936, torch::kFloat32) == 441);
   CHECK(verl::models::detail::resolve_chunk_tokens(opts(1.0, false, 100), 7, 10, torch::kFloat32) == 7);
+  // The blocked path (float32 on CPU): tiles of rows x vocab_block floats within the budget.
+  const auto plan = verl::models::detail::make_plan(opts(1.0, false, 0), 4096, 151936, torch::zeros({1, 8}));
+  CHECK(plan.blocked);
+  CHECK(plan.vocab_block == verl::models::detail::kDefaultVocabBlock);
+  CHECK(plan.rows == 4096);  // 256 MiB / (512 * 4 bytes) = 131072 rows >= N
+  CHECK(verl::models::detail::make_plan(o, 12, 40, torch::zeros({1, 8})).rows == 3);  // 3 rows of the 40-column block
+  CHECK(verl::models::detail::make_plan(opts(1.0, false, 0, 100000), 9, 50, torch::zeros({1, 8})).vocab_block == 50);
+  CHECK_FALSE(verl::models::detail::make_plan(opts(1.0, false, 0), 9, 50, torch::zeros({1, 8}, torch::kFloat64)).blocked);
   const auto ra = linear_log_probs(q.hidden, q.weight, q.targets, o);
   const auto r3rows = linear_log_probs(q.hidden, q.weight, q.targets, opts(1.3, true, 3));
   CHECK(torch::equal(ra.log_probs, r3rows.log_probs));  // the same GEMMs: bit-identical
@@ -379,6 +432,8 @@ TEST_CASE("linear_log_probs rejects bad input with a message naming it", "[model
   CHECK_THROWS_AS(linear_log_probs(p.hidden, p.weight, p.targets, opts(std::nan(""), false, 0)), ConfigError);
   CHECK_THROWS_WITH(linear_log_probs(p.hidden, p.weight, p.targets, opts(1.0, false, -2)),
                     Catch::Contains("chunk_tokens is -2, expected >= 0"));
+  CHECK_THROWS_WITH(linear_log_probs(p.hidden, p.weight, p.targets, opts(1.0, false, 0, -1)),
+                    Catch::Contains("vocab_block is -1, expected >= 0 (0 chooses 512)"));
 }
 
 TEST_CASE("linear_log_probs keeps peak memory at O(chunk x V), the naive path does not", "[models][log_probs]") {

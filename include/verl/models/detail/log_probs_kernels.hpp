@@ -4,11 +4,11 @@
 //! that turn one row of raw logits l (V values, in the input dtype) into the log-prob of a target, the
 //! log-sum-exp and the entropy (forward), or into the row of grad_logits, written over l in place (backward).
 //!
-//! The float kernels are written once with GCC/Clang vector extensions (16 floats, portable SIMD) and compiled
+//! The float kernels are written once with GCC/Clang vector extensions (8 floats, portable SIMD) and compiled
 //! twice: for the baseline ISA and, on x86-64, for AVX2+FMA, chosen at run time with __builtin_cpu_supports.
 //! The library is header-only and built by users without -march flags, so this is how the hot loop gets AVX2.
 //! exp is a Cephes-style polynomial (relative error ~1 ulp for arguments <= 0; exact 0 below -87.3) so that
-//! the loop vectorises; sums are kept in 16 lanes and added at the end.
+//! the loop vectorises; sums are kept in 8 lanes and added at the end.
 
 #include "verl/core/cpu_features.hpp"
 
@@ -27,11 +27,14 @@ namespace verl::models::detail {
 #pragma GCC diagnostic ignored "-Wpsabi"  // 64-byte vectors passed between always-inline helpers only
 #endif
 
-using f32x16 = float __attribute__((vector_size(64)));
-using i32x16 = std::int32_t __attribute__((vector_size(64)));
-using u32x16 = std::uint32_t __attribute__((vector_size(64)));
-using u16x16 = std::uint16_t __attribute__((vector_size(32)));
-inline constexpr int kLanes = 16;
+// 8 lanes: one AVX2 register. With 16 (two registers), GCC 12 lowered the comparisons and the float-to-int
+// conversion lane by lane with scalar instructions (it splits only arithmetic into halves when the target has
+// no 512-bit instructions), and the row pass ran at ~3 ns per element instead of well under 1.
+using f32v = float __attribute__((vector_size(32)));
+using i32v = std::int32_t __attribute__((vector_size(32)));
+using u32v = std::uint32_t __attribute__((vector_size(32)));
+using u16v = std::uint16_t __attribute__((vector_size(16)));
+inline constexpr int kLanes = 8;
 
 #define VERL_LOGP_INLINE [[gnu::always_inline]] inline
 
@@ -40,88 +43,106 @@ inline constexpr int kLanes = 16;
 // in every user's build (at the end of the translation unit, where the templates below are instantiated, out
 // of reach of a diagnostic pragma).
 
+//! out = (a > b) lane-wise: all ones or zero.
+VERL_LOGP_INLINE void vgreater(const f32v& a, const f32v& b, i32v& out) { out = a > b; }
+
+//! out = (v != v) lane-wise: all ones where v is NaN.
+VERL_LOGP_INLINE void visnan(const f32v& v, i32v& out) { out = v != v; }
+
+//! out = int(v) lane-wise (truncation).
+VERL_LOGP_INLINE void vto_int(const f32v& v, i32v& out) { out = __builtin_convertvector(v, i32v); }
+
 //! Lane-wise `mask ? a : b` into `out` (mask lanes are all ones or zero; bitwise, so no vector ?: needed).
-VERL_LOGP_INLINE void vselect(const i32x16& mask, const f32x16& a, const f32x16& b, f32x16& out) {
-  const auto m = (u32x16)mask;
-  out = (f32x16)(((u32x16)a & m) | ((u32x16)b & ~m));
+VERL_LOGP_INLINE void vselect(const i32v& mask, const f32v& a, const f32v& b, f32v& out) {
+  const auto m = (u32v)mask;
+  out = (f32v)(((u32v)a & m) | ((u32v)b & ~m));
 }
 
-//! acc = max(acc, x) lane-wise.
-VERL_LOGP_INLINE void vmax_into(f32x16& acc, const f32x16& x) { vselect(x > acc, x, acc, acc); }
+//! acc = max(acc, x) lane-wise (a NaN x is skipped).
+VERL_LOGP_INLINE void vmax_into(f32v& acc, const f32v& x) {
+  i32v greater;
+  vgreater(x, acc, greater);
+  vselect(greater, x, acc, acc);
+}
 
 //! out = exp(x) for x <= ~88: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two for exactness), exp(r) by a
 //! degree-7 polynomial (Cephes expf coefficients), 2^n by building the exponent bits. Below -87.3 it is 0.
-VERL_LOGP_INLINE void vexp(const f32x16& x, f32x16& out) {
-  const f32x16 lo = f32x16{} - 87.3f;
-  f32x16 xc = x;
+VERL_LOGP_INLINE void vexp(const f32v& x, f32v& out) {
+  const f32v lo = f32v{} - 87.3f;
+  f32v xc = x;
   vmax_into(xc, lo);
   // Round x*log2(e) to the nearest integer with the 1.5*2^23 trick (exact for |n| < 2^22).
-  const f32x16 t = xc * 1.44269504088896341f + 12582912.0f;
-  const f32x16 n = t - 12582912.0f;
-  f32x16 r = xc - n * 0.693359375f;
+  const f32v t = xc * 1.44269504088896341f + 12582912.0f;
+  const f32v n = t - 12582912.0f;
+  f32v r = xc - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
-  f32x16 p = f32x16{} + 1.9875691500e-4f;
+  f32v p = f32v{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  const i32x16 ni = __builtin_convertvector(n, i32x16);
-  const f32x16 scale = (f32x16)((ni + 127) << 23);  // 2^n, n in [-126, 127]
-  vselect(x < lo, f32x16{}, p * scale, out);
+  i32v ni;
+  vto_int(n, ni);
+  const f32v scale = (f32v)((ni + 127) << 23);  // 2^n, n in [-126, 127]
+  i32v below;
+  vgreater(lo, x, below);
+  vselect(below, f32v{}, p * scale, out);
 }
 
-VERL_LOGP_INLINE float hsum(const f32x16& v) {
+VERL_LOGP_INLINE float hsum(const f32v& v) {
   float s = 0.0f;
   for (int i = 0; i < kLanes; ++i) s += v[i];
   return s;
 }
 
-VERL_LOGP_INLINE float hmax(const f32x16& v) {
+VERL_LOGP_INLINE float hmax(const f32v& v) {
   float m = v[0];
   for (int i = 1; i < kLanes; ++i) m = v[i] > m ? v[i] : m;
   return m;
 }
 
-//! 16 consecutive values of the input dtype as floats.
-VERL_LOGP_INLINE void load16(const float* p, f32x16& out) { std::memcpy(&out, p, sizeof out); }
-VERL_LOGP_INLINE void load16(const c10::BFloat16* p, f32x16& out) {
-  u16x16 raw;
+//! kLanes consecutive values of the input dtype as floats.
+VERL_LOGP_INLINE void load_lanes(const float* p, f32v& out) { std::memcpy(&out, p, sizeof out); }
+VERL_LOGP_INLINE void load_lanes(const c10::BFloat16* p, f32v& out) {
+  u16v raw;
   std::memcpy(&raw, p, sizeof raw);
-  out = (f32x16)(__builtin_convertvector(raw, u32x16) << 16);  // bf16 is the top half of a float
+  out = (f32v)(__builtin_convertvector(raw, u32v) << 16);  // bf16 is the top half of a float
 }
-VERL_LOGP_INLINE void load16(const c10::Half* p, f32x16& out) {
+VERL_LOGP_INLINE void load_lanes(const c10::Half* p, f32v& out) {
   for (int i = 0; i < kLanes; ++i) out[i] = static_cast<float>(p[i]);
 }
 
-VERL_LOGP_INLINE void store16(float* p, const f32x16& v) { std::memcpy(p, &v, sizeof v); }
-VERL_LOGP_INLINE void store16(c10::BFloat16* p, const f32x16& v) {
+VERL_LOGP_INLINE void store_lanes(float* p, const f32v& v) { std::memcpy(p, &v, sizeof v); }
+VERL_LOGP_INLINE void store_lanes(c10::BFloat16* p, const f32v& v) {
   // Round to nearest even as c10::BFloat16 does; NaN stays a (quiet) NaN.
-  const u32x16 u = (u32x16)v;
-  const u32x16 rounded = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
-  const u32x16 nan_mask = (u32x16)(v != v);
-  const u32x16 bits = (rounded & ~nan_mask) | ((u32x16{} + 0x7FC0u) & nan_mask);
-  const u16x16 narrow = __builtin_convertvector(bits, u16x16);
+  const u32v u = (u32v)v;
+  const u32v rounded = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
+  i32v nan_lanes;
+  visnan(v, nan_lanes);
+  const u32v nan_mask = (u32v)nan_lanes;
+  const u32v bits = (rounded & ~nan_mask) | ((u32v{} + 0x7FC0u) & nan_mask);
+  const u16v narrow = __builtin_convertvector(bits, u16v);
   std::memcpy(p, &narrow, sizeof narrow);
 }
-VERL_LOGP_INLINE void store16(c10::Half* p, const f32x16& v) {
+VERL_LOGP_INLINE void store_lanes(c10::Half* p, const f32v& v) {
   for (int i = 0; i < kLanes; ++i) p[i] = static_cast<c10::Half>(v[i]);
 }
 
 //! z = l / temperature as the reference evaluates `logits / temperature`: in the input dtype (bf16/half:
 //! divided in float and rounded to the input dtype, as PyTorch's kernels do), then widened. The pointer only
 //! selects the dtype.
-VERL_LOGP_INLINE void temper16(const f32x16& l, float temperature, const float*, f32x16& z) { z = l / temperature; }
-VERL_LOGP_INLINE void temper16(const f32x16& l, float temperature, const c10::BFloat16*, f32x16& z) {
+VERL_LOGP_INLINE void temper_lanes(const f32v& l, float temperature, const float*, f32v& z) { z = l / temperature; }
+VERL_LOGP_INLINE void temper_lanes(const f32v& l, float temperature, const c10::BFloat16*, f32v& z) {
   c10::BFloat16 tmp[kLanes];
-  store16(tmp, l / temperature);
-  load16(tmp, z);
+  store_lanes(tmp, l / temperature);
+  load_lanes(tmp, z);
 }
-VERL_LOGP_INLINE void temper16(const f32x16& l, float temperature, const c10::Half*, f32x16& z) {
+VERL_LOGP_INLINE void temper_lanes(const f32v& l, float temperature, const c10::Half*, f32v& z) {
   c10::Half tmp[kLanes];
-  store16(tmp, l / temperature);
-  load16(tmp, z);
+  store_lanes(tmp, l / temperature);
+  load_lanes(tmp, z);
 }
 
 //! One value of the input dtype to float, and back with the input dtype's rounding (round to nearest even).
@@ -134,15 +155,15 @@ VERL_LOGP_INLINE In from_float(float x) {
   return static_cast<In>(x);
 }
 
-//! Loads 16 tempered logits (z = l / temperature in the input dtype, or l when not tempered).
+//! Loads kLanes tempered logits (z = l / temperature in the input dtype, or l when not tempered).
 template <class In>
-VERL_LOGP_INLINE void load_z16(const In* l, float temperature, bool tempered, f32x16& z) {
+VERL_LOGP_INLINE void load_z(const In* l, float temperature, bool tempered, f32v& z) {
   if (tempered) {
-    f32x16 raw;
-    load16(l, raw);
-    temper16(raw, temperature, l, z);
+    f32v raw;
+    load_lanes(l, raw);
+    temper_lanes(raw, temperature, l, z);
   } else {
-    load16(l, z);
+    load_lanes(l, z);
   }
 }
 
@@ -165,28 +186,28 @@ VERL_LOGP_INLINE RowStats forward_row(const In* l, std::int64_t v, std::int64_t 
   const std::int64_t vec_end = v - v % kLanes;
   auto z_at = [&](std::int64_t j) { return tempered ? temper1<In>(to_float(l[j]), temperature) : to_float(l[j]); };
   float m = -INFINITY;
-  f32x16 z;
+  f32v z;
   if (vec_end > 0) {
-    f32x16 mv = f32x16{} - INFINITY;
+    f32v mv = f32v{} - INFINITY;
     for (std::int64_t j = 0; j < vec_end; j += kLanes) {
-      load_z16(l + j, temperature, tempered, z);
+      load_z(l + j, temperature, tempered, z);
       vmax_into(mv, z);
     }
     m = hmax(mv);
   }
   for (std::int64_t j = vec_end; j < v; ++j) m = std::fmax(m, z_at(j));
-  f32x16 sv{}, qv{}, e;
+  f32v sv{}, qv{}, e;
   if (entropy) {
     for (std::int64_t j = 0; j < vec_end; j += kLanes) {
-      load_z16(l + j, temperature, tempered, z);
-      const f32x16 x = z - m;
+      load_z(l + j, temperature, tempered, z);
+      const f32v x = z - m;
       vexp(x, e);
       sv += e;
       qv += e * x;
     }
   } else {
     for (std::int64_t j = 0; j < vec_end; j += kLanes) {
-      load_z16(l + j, temperature, tempered, z);
+      load_z(l + j, temperature, tempered, z);
       vexp(z - m, e);
       sv += e;
     }
@@ -210,29 +231,90 @@ VERL_LOGP_INLINE RowStats forward_row(const In* l, std::int64_t v, std::int64_t 
 //! Backward row pass: with p = exp(z - lse), overwrites l with
 //!   grad_l = (g_lp (onehot(target) - p) + g_ent p (E[z] - z)) / temperature
 //! (d log_prob / dz = onehot - p; d entropy / dz = -p (z - E[z])), rounded to the input dtype.
+//! A `target` outside [0, v) (a vocabulary block that does not hold it) only gets the -p terms.
 template <class In>
 VERL_LOGP_INLINE void backward_row(In* l, std::int64_t v, std::int64_t target, float temperature, bool tempered,
                                    float g_lp, float g_ent, float lse, float mean_z) {
   const std::int64_t vec_end = v - v % kLanes;
-  const float z_target = tempered ? temper1<In>(to_float(l[target]), temperature) : to_float(l[target]);
+  const bool holds_target = target >= 0 && target < v;
+  const float z_target =
+      !holds_target ? 0.0f : tempered ? temper1<In>(to_float(l[target]), temperature) : to_float(l[target]);
   auto grad1 = [&](float z) {
     const float p = std::exp(z - lse);
     return -g_lp * p + g_ent * p * (mean_z - z);
   };
-  f32x16 z, p, g;
+  f32v z, p, g;
   for (std::int64_t j = 0; j < vec_end; j += kLanes) {
-    load_z16(l + j, temperature, tempered, z);
+    load_z(l + j, temperature, tempered, z);
     vexp(z - lse, p);
     g = -g_lp * p + g_ent * p * (mean_z - z);
     if (tempered) g = g / temperature;
-    store16(l + j, g);
+    store_lanes(l + j, g);
   }
   for (std::int64_t j = vec_end; j < v; ++j) {
     const float g = grad1(tempered ? temper1<In>(to_float(l[j]), temperature) : to_float(l[j]));
     l[j] = from_float<In>(tempered ? g / temperature : g);
   }
+  if (!holds_target) return;
   const float g_t = grad1(z_target) + g_lp;
   l[target] = from_float<In>(tempered ? g_t / temperature : g_t);
+}
+
+//! Running softmax statistics of one row over the vocabulary blocks seen so far (the vocabulary-blocked path):
+//! m = max z, s = sum exp(z - m), q = sum exp(z - m) (z - m). Folding in one block of raw logits `l` (v values)
+//! rescales s and q when the block raises the maximum (exp(m_old - m_new) <= 1, so nothing overflows), then
+//! adds the block's terms. At the end lse, log_prob, E[z] and entropy follow as in forward_row.
+template <class In>
+VERL_LOGP_INLINE void fold_block_row(const In* l, std::int64_t v, float temperature, bool tempered, bool entropy,
+                                     float& m, float& s, float& q) {
+  const std::int64_t vec_end = v - v % kLanes;
+  auto z_at = [&](std::int64_t j) { return tempered ? temper1<In>(to_float(l[j]), temperature) : to_float(l[j]); };
+  float block_max = -INFINITY;
+  f32v z;
+  if (vec_end > 0) {
+    f32v mv = f32v{} - INFINITY;
+    for (std::int64_t j = 0; j < vec_end; j += kLanes) {
+      load_z(l + j, temperature, tempered, z);
+      vmax_into(mv, z);
+    }
+    block_max = hmax(mv);
+  }
+  for (std::int64_t j = vec_end; j < v; ++j) block_max = std::fmax(block_max, z_at(j));
+  if (block_max > m) {
+    if (s > 0.0f) {  // s = 0 before the first finite block: nothing to rescale (and m - block_max may be NaN)
+      const float d = m - block_max;
+      const float scale = std::exp(d);
+      q = scale * (q + d * s);
+      s *= scale;
+    }
+    m = block_max;
+  }
+  if (m == -INFINITY) return;  // every z so far is -inf: nothing to add (z - m would be NaN)
+  f32v sv{}, qv{}, e;
+  if (entropy) {
+    for (std::int64_t j = 0; j < vec_end; j += kLanes) {
+      load_z(l + j, temperature, tempered, z);
+      const f32v x = z - m;
+      vexp(x, e);
+      sv += e;
+      qv += e * x;
+    }
+  } else {
+    for (std::int64_t j = 0; j < vec_end; j += kLanes) {
+      load_z(l + j, temperature, tempered, z);
+      vexp(z - m, e);
+      sv += e;
+    }
+  }
+  float bs = hsum(sv), bq = hsum(qv);
+  for (std::int64_t j = vec_end; j < v; ++j) {
+    const float x = z_at(j) - m;
+    const float ex = std::exp(x);
+    bs += ex;
+    bq += ex * x;
+  }
+  s += bs;
+  if (entropy) q += bq;
 }
 
 //! The double-precision variants (float64 inputs): plain loops with std::exp and double accumulation; they
@@ -290,6 +372,45 @@ struct RowKernels {
     std::int64_t v;
     float temperature;
   };
+  //! One vocabulary block [v0, v0 + cols) of a tile of rows: logits row r at logits + r * ld.
+  struct BlockForward {
+    const In* logits;             // (c, cols), row stride ld
+    std::int64_t ld, cols, v0;
+    const std::int64_t* targets;  // (c,)
+    float* m;                     // (c,) running statistics (see fold_block_row)
+    float* s;                     // (c,)
+    float* q;                     // (c,) or null (no entropy)
+    float* z_target;              // (c,) the target's tempered logit, written by the block that holds it
+    float temperature;
+  };
+  struct BlockBackward {
+    In* logits;                   // (c, cols), row stride ld, overwritten with grad_logits
+    std::int64_t ld, cols, v0;
+    const std::int64_t* targets;  // (c,)
+    const float* g_lp;            // (c,) or null
+    const float* g_ent;           // (c,) or null
+    const float* lse;             // (c,)
+    const float* mean_z;          // (c,) or null
+    float temperature;
+  };
+
+  VERL_LOGP_INLINE static void block_forward_impl(const BlockForward& a, std::int64_t begin, std::int64_t end) {
+    const bool tempered = a.temperature != 1.0f;
+    float unused = 0.0f;
+    for (std::int64_t r = begin; r < end; ++r) {
+      const In* row = a.logits + r * a.ld;
+      fold_block_row(row, a.cols, a.temperature, tempered, a.q != nullptr, a.m[r], a.s[r], a.q ? a.q[r] : unused);
+      const std::int64_t t = a.targets[r] - a.v0;
+      if (t >= 0 && t < a.cols) a.z_target[r] = tempered ? temper1<In>(to_float(row[t]), a.temperature) : to_float(row[t]);
+    }
+  }
+  VERL_LOGP_INLINE static void block_backward_impl(const BlockBackward& a, std::int64_t begin, std::int64_t end) {
+    const bool tempered = a.temperature != 1.0f;
+    for (std::int64_t r = begin; r < end; ++r) {
+      backward_row(a.logits + r * a.ld, a.cols, a.targets[r] - a.v0, a.temperature, tempered, a.g_lp ? a.g_lp[r] : 0.0f,
+                   a.g_ent ? a.g_ent[r] : 0.0f, a.lse[r], a.mean_z ? a.mean_z[r] : 0.0f);
+    }
+  }
 
   VERL_LOGP_INLINE static void forward_impl(const Forward& a, std::int64_t begin, std::int64_t end) {
     const bool tempered = a.temperature != 1.0f;
@@ -313,6 +434,10 @@ struct RowKernels {
 
   static void forward_base(const Forward& a, std::int64_t b, std::int64_t e) { forward_impl(a, b, e); }
   static void backward_base(const Backward& a, std::int64_t b, std::int64_t e) { backward_impl(a, b, e); }
+  static void block_forward_base(const BlockForward& a, std::int64_t b, std::int64_t e) { block_forward_impl(a, b, e); }
+  static void block_backward_base(const BlockBackward& a, std::int64_t b, std::int64_t e) {
+    block_backward_impl(a, b, e);
+  }
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   [[gnu::target("avx2,fma")]] static void forward_avx2(const Forward& a, std::int64_t b, std::int64_t e) {
     forward_impl(a, b, e);
@@ -320,7 +445,27 @@ struct RowKernels {
   [[gnu::target("avx2,fma")]] static void backward_avx2(const Backward& a, std::int64_t b, std::int64_t e) {
     backward_impl(a, b, e);
   }
+  [[gnu::target("avx2,fma")]] static void block_forward_avx2(const BlockForward& a, std::int64_t b, std::int64_t e) {
+    block_forward_impl(a, b, e);
+  }
+  [[gnu::target("avx2,fma")]] static void block_backward_avx2(const BlockBackward& a, std::int64_t b,
+                                                               std::int64_t e) {
+    block_backward_impl(a, b, e);
+  }
 #endif
+
+  static void block_forward(const BlockForward& a, std::int64_t b, std::int64_t e) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (has_avx2()) return block_forward_avx2(a, b, e);
+#endif
+    block_forward_base(a, b, e);
+  }
+  static void block_backward(const BlockBackward& a, std::int64_t b, std::int64_t e) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (has_avx2()) return block_backward_avx2(a, b, e);
+#endif
+    block_backward_base(a, b, e);
+  }
 
   static void forward(const Forward& a, std::int64_t b, std::int64_t e) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
