@@ -177,57 +177,6 @@ struct RowStats {
   float log_prob, lse, mean_z, entropy;
 };
 
-//! Forward row pass over raw logits `l` (V values): z = l / temperature (in the input dtype), m = max z,
-//! s = sum exp(z - m), q = sum exp(z - m) (z - m); then lse = m + log s, log_prob = z[target] - lse,
-//! E[z] = m + q / s and entropy = lse - E[z] = log s - q / s (computed without the cancellation of m).
-template <class In>
-VERL_LOGP_INLINE RowStats forward_row(const In* l, std::int64_t v, std::int64_t target, float temperature,
-                                      bool tempered, bool entropy) {
-  const std::int64_t vec_end = v - v % kLanes;
-  auto z_at = [&](std::int64_t j) { return tempered ? temper1<In>(to_float(l[j]), temperature) : to_float(l[j]); };
-  float m = -INFINITY;
-  f32v z;
-  if (vec_end > 0) {
-    f32v mv = f32v{} - INFINITY;
-    for (std::int64_t j = 0; j < vec_end; j += kLanes) {
-      load_z(l + j, temperature, tempered, z);
-      vmax_into(mv, z);
-    }
-    m = hmax(mv);
-  }
-  for (std::int64_t j = vec_end; j < v; ++j) m = std::fmax(m, z_at(j));
-  f32v sv{}, qv{}, e;
-  if (entropy) {
-    for (std::int64_t j = 0; j < vec_end; j += kLanes) {
-      load_z(l + j, temperature, tempered, z);
-      const f32v x = z - m;
-      vexp(x, e);
-      sv += e;
-      qv += e * x;
-    }
-  } else {
-    for (std::int64_t j = 0; j < vec_end; j += kLanes) {
-      load_z(l + j, temperature, tempered, z);
-      vexp(z - m, e);
-      sv += e;
-    }
-  }
-  float s = hsum(sv), q = hsum(qv);
-  for (std::int64_t j = vec_end; j < v; ++j) {
-    const float x = z_at(j) - m;
-    const float e = std::exp(x);
-    s += e;
-    q += e * x;
-  }
-  const float log_s = std::log(s);
-  RowStats out;
-  out.lse = m + log_s;
-  out.log_prob = (z_at(target) - m) - log_s;
-  out.mean_z = entropy ? m + q / s : 0.0f;
-  out.entropy = entropy ? log_s - q / s : 0.0f;
-  return out;
-}
-
 //! Backward row pass: with p = exp(z - lse), overwrites l with
 //!   grad_l = (g_lp (onehot(target) - p) + g_ent p (E[z] - z)) / temperature
 //! (d log_prob / dz = onehot - p; d entropy / dz = -p (z - E[z])), rounded to the input dtype.
@@ -315,6 +264,24 @@ VERL_LOGP_INLINE void fold_block_row(const In* l, std::int64_t v, float temperat
   }
   s += bs;
   if (entropy) q += bq;
+}
+
+//! Forward row pass over raw logits `l` (V values): the whole row folded as one block (fold_block_row: m =
+//! max z, s = sum exp(z - m), q = sum exp(z - m) (z - m)); then lse = m + log s, log_prob = z[target] - lse,
+//! E[z] = m + q / s and entropy = lse - E[z] = log s - q / s (computed without the cancellation of m).
+template <class In>
+VERL_LOGP_INLINE RowStats forward_row(const In* l, std::int64_t v, std::int64_t target, float temperature,
+                                      bool tempered, bool entropy) {
+  float m = -INFINITY, s = 0.0f, q = 0.0f;
+  fold_block_row(l, v, temperature, tempered, entropy, m, s, q);
+  const float z_target = tempered ? temper1<In>(to_float(l[target]), temperature) : to_float(l[target]);
+  const float log_s = std::log(s);
+  RowStats out;
+  out.lse = m + log_s;
+  out.log_prob = (z_target - m) - log_s;
+  out.mean_z = entropy ? m + q / s : 0.0f;
+  out.entropy = entropy ? log_s - q / s : 0.0f;
+  return out;
 }
 
 //! The double-precision variants (float64 inputs): plain loops with std::exp and double accumulation; they
