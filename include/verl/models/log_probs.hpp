@@ -230,6 +230,13 @@ inline ForwardResult linear_log_probs_forward(const at::Tensor& hidden, const at
   return out;
 }
 
+//! Zero gradients for the inputs that need one (no tokens, or no gradient reaching either output).
+inline std::pair<at::Tensor, at::Tensor> zero_grads(const at::Tensor& hidden, const at::Tensor& weight,
+                                                   bool need_hidden, bool need_weight) {
+  return {need_hidden ? at::zeros_like(hidden) : at::Tensor(),
+          need_weight ? at::zeros_like(weight, at::MemoryFormat::Contiguous) : at::Tensor()};
+}
+
 //! Backward over all chunks: recomputes each chunk's logits, overwrites them with grad_logits and multiplies.
 //! \param g_lp, g_ent (N,) accumulate-dtype upstream gradients, either may be undefined.
 inline std::pair<at::Tensor, at::Tensor> linear_log_probs_backward(
@@ -242,8 +249,7 @@ inline std::pair<at::Tensor, at::Tensor> linear_log_probs_backward(
   const bool reduced = dtype == at::kBFloat16 || dtype == at::kHalf;
   const bool chunks = n > chunk;
   if (n == 0 || (!g_lp.defined() && !g_ent.defined()) || (!need_hidden && !need_weight)) {
-    return {need_hidden ? at::zeros_like(hidden) : at::Tensor(),
-            need_weight ? at::zeros_like(weight, at::MemoryFormat::Contiguous) : at::Tensor()};
+    return zero_grads(hidden, weight, need_hidden, need_weight);
   }
   at::Tensor grad_hidden = need_hidden ? at::zeros_like(hidden) : at::Tensor();              // (N,H)
   // Written whole by one GEMM (one chunk) or by the final copy (bf16/half over chunks): no zero fill, which
@@ -383,13 +389,13 @@ inline ForwardResult blocked_forward(const at::Tensor& hidden, const at::Tensor&
   float* lse = out.lse.data_ptr<float>();
   float* mean_z = entropy ? out.mean_z.data_ptr<float>() : nullptr;
   float* ent = entropy ? out.entropy.data_ptr<float>() : nullptr;
-  for (std::int64_t r = 0; r < n; ++r) {  // as forward_row's last lines
-    const float log_s = std::log(s[r]);
-    lse[r] = m[r] + log_s;
-    lp[r] = (z_target[r] - m[r]) - log_s;
+  for (std::int64_t r = 0; r < n; ++r) {
+    const auto st = finish_row(m[r], s[r], q[r], z_target[r], entropy);
+    lse[r] = st.lse;
+    lp[r] = st.log_prob;
     if (entropy) {
-      mean_z[r] = m[r] + q[r] / s[r];
-      ent[r] = log_s - q[r] / s[r];
+      mean_z[r] = st.mean_z;
+      ent[r] = st.entropy;
     }
   }
   if (keep_logits) out.logits = buffer;
@@ -406,8 +412,7 @@ inline std::pair<at::Tensor, at::Tensor> blocked_backward(const at::Tensor& hidd
                                                           bool need_hidden, bool need_weight, const at::Tensor& kept_logits) {
   const std::int64_t n = hidden.size(0), v = weight.size(0);
   if (n == 0 || (!g_lp.defined() && !g_ent.defined()) || (!need_hidden && !need_weight)) {
-    return {need_hidden ? at::zeros_like(hidden) : at::Tensor(),
-            need_weight ? at::zeros_like(weight, at::MemoryFormat::Contiguous) : at::Tensor()};
+    return zero_grads(hidden, weight, need_hidden, need_weight);
   }
   const std::int64_t tile = std::min(plan.rows, n), block = plan.vocab_block;
   const bool one_tile = tile == n;
@@ -417,7 +422,7 @@ inline std::pair<at::Tensor, at::Tensor> blocked_backward(const at::Tensor& hidd
                            : one_tile   ? at::empty_like(weight, at::MemoryFormat::Contiguous)
                                         : at::zeros_like(weight, at::MemoryFormat::Contiguous);  // (V,H)
   const bool kept = kept_logits.defined();
-  auto buffer = kept ? kept_logits : tile_buffer(tile, block, hidden.options());  // (N,V) or (tile,block)
+  auto buffer = kept ? kept_logits : tile_buffer(tile, block, hidden.options());  // (N*V,) or (tile,block)
   const std::int64_t* t = targets.data_ptr<std::int64_t>();
   const float* glp = g_lp.defined() ? g_lp.data_ptr<float>() : nullptr;
   const float* gen = g_ent.defined() ? g_ent.data_ptr<float>() : nullptr;

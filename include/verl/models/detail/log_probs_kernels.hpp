@@ -24,7 +24,7 @@ namespace verl::models::detail {
 
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"  // 64-byte vectors passed between always-inline helpers only
+#pragma GCC diagnostic ignored "-Wpsabi"  // 32-byte vectors passed between always-inline helpers only
 #endif
 
 // 8 lanes: one AVX2 register. With 16 (two registers), GCC 12 lowered the comparisons and the float-to-int
@@ -39,18 +39,9 @@ inline constexpr int kLanes = 8;
 #define VERL_LOGP_INLINE [[gnu::always_inline]] inline
 
 // Vectors are passed by reference, results returned through out-parameters and bits reinterpreted with vector
-// casts (not std::bit_cast): a function taking or returning a 64-byte vector by value draws GCC's -Wpsabi note
+// casts (not std::bit_cast): a function taking or returning a 32-byte vector by value draws GCC's -Wpsabi note
 // in every user's build (at the end of the translation unit, where the templates below are instantiated, out
 // of reach of a diagnostic pragma).
-
-//! out = (a > b) lane-wise: all ones or zero.
-VERL_LOGP_INLINE void vgreater(const f32v& a, const f32v& b, i32v& out) { out = a > b; }
-
-//! out = (v != v) lane-wise: all ones where v is NaN.
-VERL_LOGP_INLINE void visnan(const f32v& v, i32v& out) { out = v != v; }
-
-//! out = int(v) lane-wise (truncation).
-VERL_LOGP_INLINE void vto_int(const f32v& v, i32v& out) { out = __builtin_convertvector(v, i32v); }
 
 //! Lane-wise `mask ? a : b` into `out` (mask lanes are all ones or zero; bitwise, so no vector ?: needed).
 VERL_LOGP_INLINE void vselect(const i32v& mask, const f32v& a, const f32v& b, f32v& out) {
@@ -59,11 +50,7 @@ VERL_LOGP_INLINE void vselect(const i32v& mask, const f32v& a, const f32v& b, f3
 }
 
 //! acc = max(acc, x) lane-wise (a NaN x is skipped).
-VERL_LOGP_INLINE void vmax_into(f32v& acc, const f32v& x) {
-  i32v greater;
-  vgreater(x, acc, greater);
-  vselect(greater, x, acc, acc);
-}
+VERL_LOGP_INLINE void vmax_into(f32v& acc, const f32v& x) { vselect(x > acc, x, acc, acc); }
 
 //! out = exp(x) for x <= ~88: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two for exactness), exp(r) by a
 //! degree-7 polynomial (Cephes expf coefficients), 2^n by building the exponent bits. Below -87.3 it is 0.
@@ -83,12 +70,9 @@ VERL_LOGP_INLINE void vexp(const f32v& x, f32v& out) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  i32v ni;
-  vto_int(n, ni);
+  const i32v ni = __builtin_convertvector(n, i32v);
   const f32v scale = (f32v)((ni + 127) << 23);  // 2^n, n in [-126, 127]
-  i32v below;
-  vgreater(lo, x, below);
-  vselect(below, f32v{}, p * scale, out);
+  vselect(x < lo, f32v{}, p * scale, out);
 }
 
 VERL_LOGP_INLINE float hsum(const f32v& v) {
@@ -119,9 +103,7 @@ VERL_LOGP_INLINE void store_lanes(c10::BFloat16* p, const f32v& v) {
   // Round to nearest even as c10::BFloat16 does; NaN stays a (quiet) NaN.
   const u32v u = (u32v)v;
   const u32v rounded = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
-  i32v nan_lanes;
-  visnan(v, nan_lanes);
-  const u32v nan_mask = (u32v)nan_lanes;
+  const u32v nan_mask = (u32v)(v != v);
   const u32v bits = (rounded & ~nan_mask) | ((u32v{} + 0x7FC0u) & nan_mask);
   const u16v narrow = __builtin_convertvector(bits, u16v);
   std::memcpy(p, &narrow, sizeof narrow);
@@ -266,6 +248,17 @@ VERL_LOGP_INLINE void fold_block_row(const In* l, std::int64_t v, float temperat
   if (entropy) q += bq;
 }
 
+//! A row's results from its folded statistics (fold_block_row) and its target's tempered logit.
+inline RowStats finish_row(float m, float s, float q, float z_target, bool entropy) {
+  const float log_s = std::log(s);
+  RowStats out;
+  out.lse = m + log_s;
+  out.log_prob = (z_target - m) - log_s;
+  out.mean_z = entropy ? m + q / s : 0.0f;
+  out.entropy = entropy ? log_s - q / s : 0.0f;
+  return out;
+}
+
 //! Forward row pass over raw logits `l` (V values): the whole row folded as one block (fold_block_row: m =
 //! max z, s = sum exp(z - m), q = sum exp(z - m) (z - m)); then lse = m + log s, log_prob = z[target] - lse,
 //! E[z] = m + q / s and entropy = lse - E[z] = log s - q / s (computed without the cancellation of m).
@@ -275,13 +268,7 @@ VERL_LOGP_INLINE RowStats forward_row(const In* l, std::int64_t v, std::int64_t 
   float m = -INFINITY, s = 0.0f, q = 0.0f;
   fold_block_row(l, v, temperature, tempered, entropy, m, s, q);
   const float z_target = tempered ? temper1<In>(to_float(l[target]), temperature) : to_float(l[target]);
-  const float log_s = std::log(s);
-  RowStats out;
-  out.lse = m + log_s;
-  out.log_prob = (z_target - m) - log_s;
-  out.mean_z = entropy ? m + q / s : 0.0f;
-  out.entropy = entropy ? log_s - q / s : 0.0f;
-  return out;
+  return finish_row(m, s, q, z_target, entropy);
 }
 
 //! The double-precision variants (float64 inputs): plain loops with std::exp and double accumulation; they
